@@ -1,0 +1,81 @@
+//! JSON handlers, one file per resource, and the OpenAPI document they make up. Handlers are
+//! short: extract, authorise, call one service function, map to a response type.
+
+pub mod agencies;
+pub mod auth;
+pub mod health;
+pub mod surveys;
+
+use actix_web::HttpRequest;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::error::{ApiError, ErrorCode, FieldError, Problem};
+
+/// The parts of the OpenAPI document not collected from the handlers.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "sipas",
+        description = "Satisfaction Index of Public Administrative Services: survey definitions, \
+                       agency registry, response intake and statistics.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0")
+    ),
+    components(schemas(Problem, FieldError)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "health", description = "Liveness and readiness"),
+        (name = "surveys", description = "Published survey definitions"),
+        (name = "agencies", description = "Agencies and administrative units, with their history"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Declares the bearer-token scheme API keys use.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("api_key", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+/// The answer for a request no route matches: problem+json under `/api`, as for every API error.
+pub async fn not_found(request: HttpRequest) -> actix_web::HttpResponse {
+    use actix_web::ResponseError;
+    ApiError::new(ErrorCode::NotFound, format!("no resource at {}", request.path())).error_response()
+}
+
+/// Error handler for query strings that do not deserialize.
+pub fn query_error(error: actix_web::error::QueryPayloadError, _request: &HttpRequest) -> actix_web::Error {
+    ApiError::new(ErrorCode::InvalidParameter, format!("query string: {error}")).into()
+}
+
+/// Error handler for path segments that do not deserialize.
+pub fn path_error(error: actix_web::error::PathError, _request: &HttpRequest) -> actix_web::Error {
+    ApiError::new(ErrorCode::InvalidParameter, format!("path: {error}")).into()
+}
+
+/// Error handler for JSON bodies: too large → 413, wrong media type → 415, malformed → 400.
+pub fn json_error(error: actix_web::error::JsonPayloadError, _request: &HttpRequest) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError;
+    let api_error = match &error {
+        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+            ApiError::new(ErrorCode::PayloadTooLarge, error.to_string())
+        }
+        JsonPayloadError::ContentType => {
+            ApiError::new(ErrorCode::UnsupportedMediaType, "send the body as application/json")
+        }
+        _ => ApiError::new(ErrorCode::MalformedBody, error.to_string()),
+    };
+    api_error.into()
+}
+
+/// Error handler for raw bodies over the size limit.
+pub fn payload_error(error: actix_web::error::PayloadError) -> ApiError {
+    match error {
+        actix_web::error::PayloadError::Overflow => ApiError::new(ErrorCode::PayloadTooLarge, "request body too large"),
+        other => ApiError::new(ErrorCode::MalformedBody, other.to_string()),
+    }
+}

@@ -1,0 +1,236 @@
+//! Builds the service: prepares the database (migrations, shipped definitions, the agency
+//! registry), then the actix application with its routes, middleware and shared state.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use tracing_actix_web::TracingLogger;
+use utoipa::OpenApi;
+use utoipa_actix_web::{AppExt, scope};
+
+use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
+
+use crate::agency::import::{ImportError, ensure_embedded_registry};
+use crate::api::{self, agencies, health, surveys};
+use crate::config::Settings;
+use crate::db::{self, DatabaseTarget, DbError, Pool, PoolOptions, UnsupportedDatabaseUrl};
+use crate::survey::defaults::{EmbeddedDefinitionError, embedded_definitions};
+use crate::survey::store::{self as survey_store, PublishError, PublishOutcome};
+
+/// Largest JSON body accepted by default.
+pub const JSON_BODY_LIMIT: usize = 64 * 1024;
+/// Largest definition file accepted over the API.
+const DEFINITION_BODY_LIMIT: usize = 1024 * 1024;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// Database connections.
+    pub pool: Pool,
+    /// The settings the server was started with.
+    pub settings: Arc<Settings>,
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The database URL names no supported backend.
+    #[error(transparent)]
+    DatabaseUrl(#[from] UnsupportedDatabaseUrl),
+    /// The database could not be reached or prepared.
+    #[error("database {target}: {source}")]
+    Database {
+        /// The database, with any password hidden.
+        target: String,
+        /// What failed.
+        source: DbError,
+    },
+    /// A shipped definition is broken.
+    #[error(transparent)]
+    Definition(#[from] EmbeddedDefinitionError),
+    /// A shipped definition conflicts with one already published under the same version.
+    #[error("shipped definition: {0}")]
+    Publish(PublishError),
+    /// The shipped agency registry could not be loaded.
+    #[error("loading the agency registry: {0}")]
+    Registry(ImportError),
+    /// The listening address could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A blocking task failed to run.
+    #[error("startup task failed: {0}")]
+    Task(String),
+}
+
+/// What preparing the database did, for the start-up log.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Preparation {
+    /// Migrations applied now.
+    pub migrations_applied: usize,
+    /// Shipped definitions published now.
+    pub definitions_published: usize,
+    /// Agencies added to the registry now.
+    pub agencies_loaded: usize,
+}
+
+/// Connects to the database (failing fast with the real error), applies pending migrations and,
+/// when `load_defaults`, publishes the shipped definitions and loads the agency registry.
+/// Blocking: call it off the async executor.
+pub fn prepare_database(target: &DatabaseTarget, load_defaults: bool) -> Result<Preparation, StartupError> {
+    let database_error = |source: DbError| StartupError::Database { target: target.to_string(), source };
+    let mut conn = db::connect(target).map_err(database_error)?;
+    let mut preparation = Preparation {
+        migrations_applied: db::run_migrations(&mut conn).map_err(database_error)?,
+        ..Default::default()
+    };
+    if load_defaults {
+        for definition in embedded_definitions()? {
+            match survey_store::publish(&mut conn, &definition) {
+                Ok(PublishOutcome::Published) => preparation.definitions_published += 1,
+                Ok(PublishOutcome::Unchanged) => {}
+                Err(PublishError::Db(source)) => return Err(database_error(source)),
+                Err(conflict) => return Err(StartupError::Publish(conflict)),
+            }
+        }
+        match ensure_embedded_registry(&mut conn) {
+            Ok(report) => preparation.agencies_loaded = report.map_or(0, |r| r.created),
+            Err(ImportError::Db(source)) => return Err(database_error(source)),
+            Err(other) => return Err(StartupError::Registry(other)),
+        }
+    }
+    Ok(preparation)
+}
+
+/// A running HTTP server and the port it listens on.
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Prepares the database, builds the pool and binds the listening address (port 0 picks a
+    /// free port).
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let target = DatabaseTarget::parse(&settings.database_url)?;
+        let prepare_target = target.clone();
+        let load_defaults = settings.load_defaults;
+        let preparation = tokio::task::spawn_blocking(move || prepare_database(&prepare_target, load_defaults))
+            .await
+            .map_err(|e| StartupError::Task(e.to_string()))??;
+        tracing::info!(
+            database = %target,
+            migrations.applied = preparation.migrations_applied,
+            definitions.published = preparation.definitions_published,
+            agencies.loaded = preparation.agencies_loaded,
+            "database ready"
+        );
+        let pool_options = PoolOptions {
+            max_size: settings.pool_size.max(1),
+            connection_timeout: Duration::from_secs(settings.pool_timeout_seconds.max(1)),
+        };
+        let pool = db::build_pool(&target, &pool_options)
+            .map_err(|source| StartupError::Database { target: target.to_string(), source })?;
+        let listener = TcpListener::bind(&settings.bind)
+            .map_err(|source| StartupError::Bind { address: settings.bind.clone(), source })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind { address: settings.bind.clone(), source })?
+            .port();
+        let state = AppState { pool, settings: Arc::new(settings) };
+        let server = run(listener, state)?;
+        Ok(Self { port, server })
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until the server is stopped (SIGTERM or Ctrl-C finish in-flight requests first).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// The API routes under `/api/v1`, shared by the server and the OpenAPI document.
+fn api_routes(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    config
+        .service(surveys::list)
+        .service(surveys::publish)
+        .service(surveys::latest)
+        .service(surveys::survey_version)
+        .service(agencies::list)
+        .service(agencies::detail);
+}
+
+/// The OpenAPI document, collected from the handlers' annotations.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    let (_, openapi) = App::new()
+        .into_utoipa_app()
+        .openapi(api::ApiDoc::openapi())
+        .service(health::healthz)
+        .service(health::readyz)
+        .service(scope("/api/v1").configure(api_routes))
+        .split_for_parts();
+    openapi
+}
+
+/// Starts serving on `listener`.
+pub fn run(listener: TcpListener, state: AppState) -> Result<Server, StartupError> {
+    let workers = match state.settings.workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let openapi_json = web::Data::new(OpenApiJson(openapi_document().to_pretty_json().unwrap_or_default()));
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(openapi_json.clone())
+            .app_data(web::JsonConfig::default().limit(JSON_BODY_LIMIT).error_handler(api::json_error))
+            .app_data(web::QueryConfig::default().error_handler(api::query_error))
+            .app_data(web::PathConfig::default().error_handler(api::path_error))
+            .app_data(web::PayloadConfig::default().limit(DEFINITION_BODY_LIMIT))
+            // Before the `/api/v1` scope, which would otherwise answer 404 for this path.
+            .route("/api/v1/openapi.json", web::get().to(serve_openapi))
+            .service(health::healthz)
+            .service(health::readyz)
+            .service(
+                web::scope("/api/v1")
+                    .configure(|config| api_routes(&mut utoipa_actix_web::service_config::ServiceConfig::new(config))),
+            )
+            .service(
+                SwaggerUi::new("/api/docs/{_:.*}")
+                    .config(SwaggerConfig::new(["/api/v1/openapi.json"]).validator_url("none")),
+            )
+            .route("/api/docs", web::get().to(|| async { redirect("/api/docs/") }))
+            .default_service(web::to(api::not_found))
+            .wrap(TracingLogger::default())
+    })
+    .workers(workers)
+    .shutdown_timeout(30)
+    .listen(listener)
+    .map_err(|source| StartupError::Bind { address, source })?
+    .run();
+    Ok(server)
+}
+
+/// The OpenAPI document, serialised once at start.
+struct OpenApiJson(String);
+
+async fn serve_openapi(document: web::Data<OpenApiJson>) -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(document.0.clone())
+}
+
+fn redirect(location: &'static str) -> HttpResponse {
+    HttpResponse::PermanentRedirect().insert_header((actix_web::http::header::LOCATION, location)).finish()
+}

@@ -1,0 +1,183 @@
+//! Settings: defaults that run as they are, overridden by an optional `sipas.toml`, then by
+//! `SIPAS_*` environment variables, then by command-line flags. One typed struct, passed
+//! explicitly, so that each test can run its own server with its own settings.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "human" | "text" => Ok(Self::Human),
+            "json" => Ok(Self::Json),
+            other => Err(format!("unknown log format `{other}`: use human or json")),
+        }
+    }
+}
+
+/// Everything sipas can be configured with.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Database URL: `sqlite://PATH` (default `sqlite://sipas.db`), `sqlite:PATH`, a plain path, or
+    /// `postgres://…`. Environment: `SIPAS_DATABASE_URL` or `DATABASE_URL`.
+    pub database_url: String,
+    /// Address the HTTP server listens on. Environment: `SIPAS_BIND`.
+    pub bind: String,
+    /// Log format. Environment: `SIPAS_LOG_FORMAT` (`human` or `json`).
+    pub log_format: LogFormat,
+    /// Most database connections open at once. Environment: `SIPAS_POOL_SIZE`.
+    pub pool_size: u32,
+    /// Seconds a request waits for a database connection before it is answered 503.
+    /// Environment: `SIPAS_POOL_TIMEOUT_SECONDS`.
+    pub pool_timeout_seconds: u64,
+    /// HTTP worker threads; `0` means one per core. Environment: `SIPAS_WORKERS`.
+    pub workers: usize,
+    /// Publish the shipped survey definitions and load Vietnam's agency registry at start.
+    /// Environment: `SIPAS_LOAD_DEFAULTS`.
+    pub load_defaults: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            database_url: "sqlite://sipas.db".to_owned(),
+            bind: "127.0.0.1:8080".to_owned(),
+            log_format: LogFormat::Human,
+            pool_size: 8,
+            pool_timeout_seconds: 5,
+            workers: 0,
+            load_defaults: true,
+        }
+    }
+}
+
+/// The settings could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The configuration file is not valid.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// An environment variable has a value of the wrong form.
+    #[error("environment variable {name}: {message}")]
+    Env {
+        /// The variable.
+        name: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Settings {
+    /// Reads `file` (or `sipas.toml` in the working directory when it exists), then the
+    /// environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let default_file = Path::new("sipas.toml");
+        let file = file.or_else(|| default_file.exists().then_some(default_file));
+        let mut settings = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+                toml::from_str(&text)
+                    .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?
+            }
+            None => Self::default(),
+        };
+        settings.apply_env(|name| std::env::var(name).ok())?;
+        Ok(settings)
+    }
+
+    /// Overrides fields from environment variables, read through `lookup`.
+    pub fn apply_env(&mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parse<T: FromStr>(name: &'static str, value: &str) -> Result<T, ConfigError>
+        where
+            T::Err: ToString,
+        {
+            value.trim().parse().map_err(|e: T::Err| ConfigError::Env { name, message: e.to_string() })
+        }
+        if let Some(url) = lookup("SIPAS_DATABASE_URL").or_else(|| lookup("DATABASE_URL")) {
+            self.database_url = url;
+        }
+        if let Some(value) = lookup("SIPAS_BIND") {
+            self.bind = value;
+        }
+        if let Some(value) = lookup("SIPAS_LOG_FORMAT") {
+            self.log_format = parse("SIPAS_LOG_FORMAT", &value)?;
+        }
+        if let Some(value) = lookup("SIPAS_POOL_SIZE") {
+            self.pool_size = parse("SIPAS_POOL_SIZE", &value)?;
+        }
+        if let Some(value) = lookup("SIPAS_POOL_TIMEOUT_SECONDS") {
+            self.pool_timeout_seconds = parse("SIPAS_POOL_TIMEOUT_SECONDS", &value)?;
+        }
+        if let Some(value) = lookup("SIPAS_WORKERS") {
+            self.workers = parse("SIPAS_WORKERS", &value)?;
+        }
+        if let Some(value) = lookup("SIPAS_LOAD_DEFAULTS") {
+            self.load_defaults = parse("SIPAS_LOAD_DEFAULTS", &value)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_overrides_the_defaults() {
+        let mut settings = Settings::default();
+        let env = |name: &str| match name {
+            "DATABASE_URL" => Some("postgres://h/db".to_owned()),
+            "SIPAS_POOL_SIZE" => Some("3".to_owned()),
+            "SIPAS_LOG_FORMAT" => Some("json".to_owned()),
+            _ => None,
+        };
+        assert!(settings.apply_env(env).is_ok());
+        assert_eq!(settings.database_url, "postgres://h/db");
+        assert_eq!(settings.pool_size, 3);
+        assert_eq!(settings.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn a_malformed_variable_is_named() {
+        let mut settings = Settings::default();
+        let error = settings.apply_env(|name| (name == "SIPAS_POOL_SIZE").then(|| "many".to_owned()));
+        assert!(matches!(error, Err(ConfigError::Env { name: "SIPAS_POOL_SIZE", .. })));
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        assert!(toml::from_str::<Settings>("colour = 1").is_err());
+        let parsed = toml::from_str::<Settings>("bind = \"0.0.0.0:80\"").ok();
+        assert_eq!(parsed.map(|s| s.bind), Some("0.0.0.0:80".to_owned()));
+    }
+}

@@ -1,0 +1,375 @@
+//! The `sipas` command line: serve, migrate, manage definitions, agencies and keys.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand};
+
+use sipas::agency::import::{self, ImportError, ImportOptions};
+use sipas::agency::{self, store as agency_store};
+use sipas::app::{Application, prepare_database};
+use sipas::auth::{self, Role};
+use sipas::config::Settings;
+use sipas::db::{self, DatabaseTarget, DbConnection};
+use sipas::survey::check::DefinitionError;
+use sipas::survey::store::{self as survey_store, PublishError, PublishOutcome};
+use sipas::survey::{SurveyDefinition, parse_definition};
+use sipas::telemetry;
+
+/// sipas: satisfaction surveys of public administrative services, SIPAS-style.
+#[derive(Debug, Parser)]
+#[command(name = "sipas", version, about, long_about = None)]
+struct Cli {
+    /// Configuration file (default: sipas.toml in the working directory, if present).
+    #[arg(long, global = true, env = "SIPAS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Database URL: sqlite://PATH, sqlite:PATH, a file path, or postgres://… (overrides DATABASE_URL).
+    #[arg(long, global = true)]
+    database: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP server (migrations run first).
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8080; env SIPAS_BIND).
+        #[arg(long)]
+        bind: Option<String>,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Check, publish and list survey definitions.
+    #[command(subcommand)]
+    Defs(DefsCommand),
+    /// Import and list agencies.
+    #[command(subcommand)]
+    Agencies(AgenciesCommand),
+    /// Create, list and revoke API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum DefsCommand {
+    /// Check definition files (a directory's *.toml, or single files) without publishing them.
+    Check {
+        /// Directories or files.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Publish a definition file (identical content again is a no-op; changed content needs a new version).
+    Publish {
+        /// The TOML file.
+        file: PathBuf,
+    },
+    /// List the published surveys.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum AgenciesCommand {
+    /// Import agencies from a CSV file (level,code,name,division_type,parent_code[,name_en,valid_from,valid_to]).
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+        /// First valid day for rows that give none (YYYY-MM-DD).
+        #[arg(long)]
+        valid_from: Option<NaiveDate>,
+        /// Parent of rows with an empty parent_code (otherwise they become roots).
+        #[arg(long)]
+        under: Option<String>,
+    },
+    /// List agencies valid on a date.
+    List(AgencyListArgs),
+}
+
+#[derive(Debug, Args)]
+struct AgencyListArgs {
+    /// Only the children of this agency.
+    #[arg(long)]
+    parent: Option<String>,
+    /// Only this level.
+    #[arg(long)]
+    level: Option<String>,
+    /// Text in the name or code (diacritics optional).
+    #[arg(long)]
+    q: Option<String>,
+    /// Date (YYYY-MM-DD; default today).
+    #[arg(long)]
+    at: Option<NaiveDate>,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a key; its secret is printed once, alone, on standard output.
+    Create {
+        /// admin, analyst or partner.
+        #[arg(long)]
+        role: Role,
+        /// Who or what the key is for.
+        #[arg(long)]
+        name: String,
+        /// Agency code the key is limited to (with its subtree); repeat for several.
+        #[arg(long = "agency")]
+        agencies: Vec<String>,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Revoke a key at once.
+    Revoke {
+        /// The key's id.
+        id: i64,
+    },
+}
+
+/// A command failure: the message and the exit code.
+struct Failure {
+    message: String,
+    code: u8,
+}
+
+impl Failure {
+    fn new(message: impl std::fmt::Display) -> Self {
+        Self { message: message.to_string(), code: 1 }
+    }
+
+    fn usage(message: impl std::fmt::Display) -> Self {
+        Self { message: message.to_string(), code: 2 }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("sipas: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let mut settings = Settings::load(cli.config.as_deref()).map_err(Failure::usage)?;
+    if let Some(database) = cli.database {
+        settings.database_url = database;
+    }
+    telemetry::init(settings.log_format);
+    match cli.command {
+        Command::Serve { bind } => {
+            if let Some(bind) = bind {
+                settings.bind = bind;
+            }
+            serve(settings)
+        }
+        Command::Migrate => {
+            let target = target(&settings)?;
+            let preparation = prepare_database(&target, settings.load_defaults).map_err(Failure::new)?;
+            eprintln!("{target}: {} migration(s) applied", preparation.migrations_applied);
+            Ok(())
+        }
+        Command::Defs(DefsCommand::Check { paths }) => check_definitions(&paths),
+        Command::Defs(DefsCommand::Publish { file }) => {
+            let definition = read_definition(&file).map_err(Failure::new)?;
+            with_database(&settings, |conn| match survey_store::publish(conn, &definition) {
+                Ok(PublishOutcome::Published) => {
+                    eprintln!("published {} version {}", definition.id, definition.version);
+                    Ok(())
+                }
+                Ok(PublishOutcome::Unchanged) => {
+                    eprintln!(
+                        "{} version {} is already published with this content: nothing changed",
+                        definition.id, definition.version
+                    );
+                    Ok(())
+                }
+                Err(PublishError::VersionConflict { survey, version }) => Err(Failure::new(format!(
+                    "{}: survey `{survey}` version {version} is already published with different content; give it a new version",
+                    file.display()
+                ))),
+                Err(PublishError::Db(e)) => Err(Failure::new(e)),
+            })
+        }
+        Command::Defs(DefsCommand::List) => with_database(&settings, |conn| {
+            let surveys = survey_store::list(conn).map_err(Failure::new)?;
+            println!("{:<24} {:>7}  TITLE", "SURVEY", "VERSION");
+            for survey in surveys {
+                println!("{:<24} {:>7}  {}", survey.id, survey.version, survey.title.get("vi"));
+            }
+            Ok(())
+        }),
+        Command::Agencies(AgenciesCommand::Import { file, valid_from, under }) => {
+            let bytes = std::fs::read(&file).map_err(|e| Failure::new(format!("{}: {e}", file.display())))?;
+            with_database(&settings, |conn| {
+                let rows = import::parse_csv(&bytes).map_err(|e| import_failure(&file, e))?;
+                let options = ImportOptions { default_valid_from: valid_from, top_parent: under };
+                let report = import::import(conn, &rows, &options).map_err(|e| import_failure(&file, e))?;
+                eprintln!(
+                    "{}: {} created, {} updated, {} unchanged",
+                    file.display(),
+                    report.created,
+                    report.updated,
+                    report.unchanged
+                );
+                Ok(())
+            })
+        }
+        Command::Agencies(AgenciesCommand::List(args)) => with_database(&settings, |conn| list_agencies(conn, args)),
+        Command::Keys(KeysCommand::Create { role, name, agencies }) => with_database(&settings, |conn| {
+            let key = auth::create_key(conn, &name, role, &agencies).map_err(Failure::new)?;
+            eprintln!("created {role} key {} for `{name}`; the secret below is shown only now:", key.id);
+            println!("{}", key.secret);
+            Ok(())
+        }),
+        Command::Keys(KeysCommand::List) => with_database(&settings, |conn| {
+            let keys = auth::list_keys(conn).map_err(Failure::new)?;
+            println!("{:>5}  {:<8} {:<10} {:<20} NAME", "ID", "ROLE", "STATUS", "AGENCIES");
+            for key in keys {
+                let status = if key.revoked_at.is_some() { "revoked" } else { "active" };
+                println!("{:>5}  {:<8} {:<10} {:<20} {}", key.id, key.role, status, key.agencies.join(","), key.name);
+            }
+            Ok(())
+        }),
+        Command::Keys(KeysCommand::Revoke { id }) => with_database(&settings, |conn| {
+            if auth::revoke_key(conn, id).map_err(Failure::new)? {
+                eprintln!("key {id} revoked");
+                Ok(())
+            } else {
+                Err(Failure::new(format!("no key {id}")))
+            }
+        }),
+    }
+}
+
+fn target(settings: &Settings) -> Result<DatabaseTarget, Failure> {
+    DatabaseTarget::parse(&settings.database_url).map_err(Failure::usage)
+}
+
+/// Opens the database prepared for use (migrated, with the shipped data) and runs `work`.
+fn with_database<T>(
+    settings: &Settings,
+    work: impl FnOnce(&mut DbConnection) -> Result<T, Failure>,
+) -> Result<T, Failure> {
+    let target = target(settings)?;
+    prepare_database(&target, settings.load_defaults).map_err(Failure::new)?;
+    let mut conn = db::connect(&target).map_err(Failure::new)?;
+    work(&mut conn)
+}
+
+fn serve(settings: Settings) -> Result<(), Failure> {
+    target(&settings)?;
+    let runtime = actix_web::rt::System::new();
+    runtime.block_on(async move {
+        let bind = settings.bind.clone();
+        let application = Application::build(settings).await.map_err(Failure::new)?;
+        tracing::info!(address = %bind, port = application.port(), "sipas listening");
+        application.run_until_stopped().await.map_err(Failure::new)
+    })
+}
+
+fn read_definition(path: &Path) -> Result<SurveyDefinition, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse_definition(&text).map_err(|e| match e {
+        DefinitionError::Syntax(message) => format!("{}: {}", path.display(), message.trim()),
+        DefinitionError::Invalid(problems) => {
+            problems.iter().map(|p| format!("{}: {p}", path.display())).collect::<Vec<_>>().join("\n")
+        }
+    })
+}
+
+fn check_definitions(paths: &[PathBuf]) -> Result<(), Failure> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let entries = std::fs::read_dir(path).map_err(|e| Failure::new(format!("{}: {e}", path.display())))?;
+            let mut found: Vec<PathBuf> = entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.path())
+                .filter(|p| p.extension().is_some_and(|ext| ext == "toml"))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    let mut failures = Vec::new();
+    let mut seen = std::collections::HashMap::new();
+    for file in &files {
+        match read_definition(file) {
+            Ok(definition) => {
+                let key = (definition.id.clone(), definition.version);
+                if let Some(other) = seen.insert(key, file.clone()) {
+                    failures.push(format!(
+                        "{}: survey `{}` version {} is also defined in {}",
+                        file.display(),
+                        definition.id,
+                        definition.version,
+                        other.display()
+                    ));
+                } else {
+                    eprintln!(
+                        "{}: ok ({} version {}, {} questions)",
+                        file.display(),
+                        definition.id,
+                        definition.version,
+                        definition.questions.len()
+                    );
+                }
+            }
+            Err(message) => failures.push(message),
+        }
+    }
+    if files.is_empty() {
+        return Err(Failure::new("no definition files found"));
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::new(format!("{} file(s) with problems:\n{}", failures.len(), failures.join("\n"))))
+    }
+}
+
+fn import_failure(file: &Path, error: ImportError) -> Failure {
+    match error {
+        ImportError::Rows(problems) => Failure::new(format!(
+            "{}: {} bad row(s), nothing imported:\n{}",
+            file.display(),
+            problems.len(),
+            problems.iter().map(|p| format!("{}:{}", file.display(), p)).collect::<Vec<_>>().join("\n")
+        )),
+        ImportError::Db(e) => Failure::new(e),
+    }
+}
+
+fn list_agencies(conn: &mut DbConnection, args: AgencyListArgs) -> Result<(), Failure> {
+    let at = args.at.unwrap_or_else(agency::today);
+    let parent = match &args.parent {
+        Some(code) => Some(
+            agency_store::resolve(conn, code, at)
+                .map_err(Failure::new)?
+                .ok_or_else(|| Failure::new(format!("no agency `{code}` on {at}")))?
+                .agency_id(),
+        ),
+        None => None,
+    };
+    let mut filter =
+        agency_store::AgencyFilter { at, parent, level: args.level, text: args.q, after: None, limit: 1_000 };
+    println!("{:<8} {:<10} NAME", "CODE", "LEVEL");
+    loop {
+        let page = agency_store::list(conn, &filter).map_err(Failure::new)?;
+        for agency in &page {
+            println!("{:<8} {:<10} {}", agency.code, agency.level, agency.name_vi);
+        }
+        match page.last() {
+            Some(last) if page.len() as i64 == filter.limit => {
+                filter.after = Some(agency_store::ListPosition { code: last.code.clone(), id: last.id });
+            }
+            _ => break,
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! Test harness: a fresh database per test and the real server on port 0.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use diesel::Connection;
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use rand::Rng;
+use reqwest::{Client, RequestBuilder, Response};
+use serde_json::Value;
+use sipas::app::Application;
+use sipas::auth::{self, Role};
+use sipas::config::Settings;
+use sipas::db::{self, DatabaseTarget};
+
+/// The PostgreSQL server to test against, if the run is a PostgreSQL run.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("SIPAS_TEST_DATABASE_URL").ok().filter(|url| url.starts_with("postgres"))
+}
+
+/// A database that exists for one test: an SQLite file in a temporary directory, or a PostgreSQL
+/// schema dropped when the value is dropped.
+pub struct TestDatabase {
+    /// URL to hand to sipas.
+    pub url: String,
+    /// Kept alive so that the SQLite file's directory outlives the test.
+    _dir: tempfile::TempDir,
+    postgres: Option<(String, String)>,
+}
+
+impl TestDatabase {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        match postgres_url() {
+            Some(server) => {
+                let schema = format!("sipas_test_{:016x}", rand::rng().random::<u64>());
+                let mut conn = PgConnection::establish(&server).expect("PostgreSQL for tests is not reachable");
+                conn.batch_execute(&format!("CREATE SCHEMA {schema}")).unwrap();
+                let separator = if server.contains('?') { '&' } else { '?' };
+                let url = format!("{server}{separator}options=-csearch_path%3D{schema}");
+                Self { url, _dir: dir, postgres: Some((server, schema)) }
+            }
+            None => {
+                let path = dir.path().join("sipas.db");
+                Self { url: format!("sqlite://{}", path.display()), _dir: dir, postgres: None }
+            }
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.postgres.is_some()
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self._dir.path().to_owned()
+    }
+
+    /// A direct connection, for checking what is stored.
+    pub fn connect(&self) -> db::DbConnection {
+        db::connect(&DatabaseTarget::parse(&self.url).unwrap()).unwrap()
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some((server, schema)) = &self.postgres
+            && let Ok(mut conn) = PgConnection::establish(server)
+        {
+            let _ = conn.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+        }
+    }
+}
+
+/// The real server, listening on a random port, with its own database.
+pub struct TestApp {
+    pub address: String,
+    pub client: Client,
+    pub database: TestDatabase,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        let database = TestDatabase::new();
+        let settings = Settings {
+            database_url: database.url.clone(),
+            bind: "127.0.0.1:0".to_owned(),
+            workers: 2,
+            pool_size: 4,
+            ..Settings::default()
+        };
+        let application = Application::build(settings).await.expect("the server starts");
+        let address = format!("http://127.0.0.1:{}", application.port());
+        tokio::spawn(application.run_until_stopped());
+        let client = Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Self { address, client, database }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub fn get(&self, path: &str) -> RequestBuilder {
+        self.client.get(self.url(path))
+    }
+
+    pub fn post(&self, path: &str) -> RequestBuilder {
+        self.client.post(self.url(path))
+    }
+
+    /// GET returning the status and the JSON body.
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        json_of(self.get(path).send().await.unwrap()).await
+    }
+
+    /// Creates an API key directly in the database and returns its secret.
+    pub fn key(&self, role: Role, agencies: &[&str]) -> String {
+        let mut conn = self.database.connect();
+        let codes: Vec<String> = agencies.iter().map(|c| (*c).to_owned()).collect();
+        auth::create_key(&mut conn, "test key", role, &codes).unwrap().secret
+    }
+}
+
+/// Status and JSON body of a response (Null when the body is not JSON).
+pub async fn json_of(response: Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap();
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+/// Asserts that a response is a problem document with this status and code.
+pub async fn assert_problem(response: Response, status: u16, code: &str) -> Value {
+    let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+    let (actual, body) = json_of(response).await;
+    assert_eq!(actual, status, "status; body: {body}");
+    assert_eq!(content_type.as_deref(), Some("application/problem+json"), "content type; body: {body}");
+    assert_eq!(body["code"], code, "code; body: {body}");
+    assert_eq!(body["status"], status, "status member; body: {body}");
+    body
+}
+
+/// Runs the `sipas` binary with the test database.
+pub fn sipas(database: &TestDatabase, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sipas"))
+        .args(["--database", &database.url])
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("SIPAS_DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .current_dir(database.dir())
+        .output()
+        .unwrap()
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}

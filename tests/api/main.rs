@@ -1,0 +1,13 @@
+//! Integration tests: the real server on a random port against a fresh database per test.
+//! SQLite by default; set `SIPAS_TEST_DATABASE_URL=postgres://…` to run every test on
+//! PostgreSQL (each test in its own schema, dropped afterwards).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod agencies;
+mod cli;
+mod health;
+mod helpers;
+mod openapi;
+mod storage;
+mod surveys;

@@ -14,9 +14,11 @@ use utoipa_actix_web::{AppExt, scope};
 use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
 use crate::agency::import::{ImportError, ensure_embedded_registry};
-use crate::api::{self, agencies, health, surveys};
+use crate::api::{self, agencies, campaigns, health, keys, responses, surveys};
+use crate::campaign::context::CampaignCache;
 use crate::config::Settings;
 use crate::db::{self, DatabaseTarget, DbError, Pool, PoolOptions, UnsupportedDatabaseUrl};
+use crate::intake::writer::Writer;
 use crate::survey::defaults::{EmbeddedDefinitionError, embedded_definitions};
 use crate::survey::store::{self as survey_store, PublishError, PublishOutcome};
 
@@ -32,6 +34,12 @@ pub struct AppState {
     pub pool: Pool,
     /// The settings the server was started with.
     pub settings: Arc<Settings>,
+    /// Campaigns as the write path needs them.
+    pub campaigns: Arc<CampaignCache>,
+    /// The group-commit writer of responses.
+    pub writer: Writer,
+    /// Key of the dossier identifiers' keyed hash.
+    pub dossier_secret: Arc<Vec<u8>>,
 }
 
 /// Why the service could not start.
@@ -138,13 +146,28 @@ impl Application {
         };
         let pool = db::build_pool(&target, &pool_options)
             .map_err(|source| StartupError::Database { target: target.to_string(), source })?;
+        let configured_secret = settings.dossier_secret.clone();
+        let secret_pool = pool.clone();
+        let dossier_secret = match configured_secret {
+            Some(secret) => secret.into_bytes(),
+            None => db::run(&secret_pool, |conn| db::server_secret(conn, "dossier"))
+                .await
+                .map_err(|source| StartupError::Database { target: target.to_string(), source })?,
+        };
         let listener = TcpListener::bind(&settings.bind)
             .map_err(|source| StartupError::Bind { address: settings.bind.clone(), source })?;
         let port = listener
             .local_addr()
             .map_err(|source| StartupError::Bind { address: settings.bind.clone(), source })?
             .port();
-        let state = AppState { pool, settings: Arc::new(settings) };
+        spawn_housekeeping(pool.clone(), settings.idempotency_retention_days);
+        let state = AppState {
+            writer: Writer::start(pool.clone()),
+            pool,
+            settings: Arc::new(settings),
+            campaigns: Arc::new(CampaignCache::default()),
+            dossier_secret: Arc::new(dossier_secret),
+        };
         let server = run(listener, state)?;
         Ok(Self { port, server })
     }
@@ -163,6 +186,16 @@ impl Application {
 /// The API routes under `/api/v1`, shared by the server and the OpenAPI document.
 fn api_routes(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
     config
+        .service(keys::create)
+        .service(keys::list)
+        .service(keys::revoke)
+        .service(campaigns::create)
+        .service(campaigns::list)
+        .service(campaigns::detail)
+        .service(campaigns::update)
+        .service(responses::batch)
+        .service(responses::create)
+        .service(responses::detail)
         .service(surveys::list)
         .service(surveys::publish)
         .service(surveys::latest)
@@ -229,6 +262,23 @@ struct OpenApiJson(String);
 
 async fn serve_openapi(document: web::Data<OpenApiJson>) -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body(document.0.clone())
+}
+
+/// Deletes expired idempotency records once an hour.
+fn spawn_housekeeping(pool: Pool, retention_days: u32) {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            interval.tick().await;
+            let purged =
+                db::run(&pool, move |conn| crate::intake::store::purge_idempotency_keys(conn, retention_days)).await;
+            match purged {
+                Ok(0) => {}
+                Ok(count) => tracing::info!(idempotency.purged = count, "expired idempotency keys deleted"),
+                Err(error) => tracing::warn!(error.cause = %error, "idempotency purge failed"),
+            }
+        }
+    });
 }
 
 fn redirect(location: &'static str) -> HttpResponse {

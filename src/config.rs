@@ -51,6 +51,15 @@ pub struct Settings {
     /// Publish the shipped survey definitions and load Vietnam's agency registry at start.
     /// Environment: `SIPAS_LOAD_DEFAULTS`.
     pub load_defaults: bool,
+    /// Most items in one `POST /api/v1/responses/batch`. Environment: `SIPAS_BATCH_MAX_ITEMS`.
+    pub batch_max_items: usize,
+    /// Days idempotency keys (and the results they replay) are kept.
+    /// Environment: `SIPAS_IDEMPOTENCY_RETENTION_DAYS`.
+    pub idempotency_retention_days: u32,
+    /// Secret for the keyed hash of dossier identifiers (any text). When unset, a random secret is
+    /// generated once and kept in the database, shared by every instance. Environment:
+    /// `SIPAS_DOSSIER_SECRET`.
+    pub dossier_secret: Option<String>,
 }
 
 impl Default for Settings {
@@ -63,6 +72,9 @@ impl Default for Settings {
             pool_timeout_seconds: 5,
             workers: 0,
             load_defaults: true,
+            batch_max_items: 1_000,
+            idempotency_retention_days: 7,
+            dossier_secret: None,
         }
     }
 }
@@ -140,6 +152,15 @@ impl Settings {
         }
         if let Some(value) = lookup("SIPAS_WORKERS") {
             self.workers = parse("SIPAS_WORKERS", &value)?;
+        }
+        if let Some(value) = lookup("SIPAS_BATCH_MAX_ITEMS") {
+            self.batch_max_items = parse("SIPAS_BATCH_MAX_ITEMS", &value)?;
+        }
+        if let Some(value) = lookup("SIPAS_IDEMPOTENCY_RETENTION_DAYS") {
+            self.idempotency_retention_days = parse("SIPAS_IDEMPOTENCY_RETENTION_DAYS", &value)?;
+        }
+        if let Some(value) = lookup("SIPAS_DOSSIER_SECRET") {
+            self.dossier_secret = Some(value);
         }
         if let Some(value) = lookup("SIPAS_LOAD_DEFAULTS") {
             self.load_defaults = parse("SIPAS_LOAD_DEFAULTS", &value)?;

@@ -45,11 +45,35 @@ pub enum ErrorCode {
     DatabaseUnavailable,
     /// Something failed on the server.
     Internal,
+    /// No campaign with this id.
+    CampaignNotFound,
+    /// A campaign with this id already exists.
+    CampaignExists,
+    /// The campaign request is not coherent.
+    InvalidCampaign,
+    /// The campaign's survey version or agencies cannot change once it has responses.
+    CampaignHasResponses,
+    /// The response does not fit its campaign or definition.
+    InvalidResponse,
+    /// The idempotency key was used before with a different request.
+    IdempotencyKeyReused,
+    /// The idempotency key header is malformed.
+    InvalidIdempotencyKey,
+    /// This dossier was already rated in this campaign and agency.
+    DossierAlreadyRated,
+    /// No response with this id.
+    ResponseNotFound,
+    /// No API key with this id.
+    KeyNotFound,
+    /// The key request is not coherent.
+    InvalidKey,
+    /// A batch has more items than allowed.
+    BatchTooLarge,
 }
 
 impl ErrorCode {
     /// Every code, for tests that each has a status and messages.
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 28] = [
         Self::NotFound,
         Self::MethodNotAllowed,
         Self::SurveyNotFound,
@@ -66,6 +90,18 @@ impl ErrorCode {
         Self::Forbidden,
         Self::DatabaseUnavailable,
         Self::Internal,
+        Self::CampaignNotFound,
+        Self::CampaignExists,
+        Self::InvalidCampaign,
+        Self::CampaignHasResponses,
+        Self::InvalidResponse,
+        Self::IdempotencyKeyReused,
+        Self::InvalidIdempotencyKey,
+        Self::DossierAlreadyRated,
+        Self::ResponseNotFound,
+        Self::KeyNotFound,
+        Self::InvalidKey,
+        Self::BatchTooLarge,
     ];
 
     /// The code as sent in the `code` member.
@@ -87,15 +123,38 @@ impl ErrorCode {
             Self::Forbidden => "forbidden",
             Self::DatabaseUnavailable => "database_unavailable",
             Self::Internal => "internal_error",
+            Self::CampaignNotFound => "campaign_not_found",
+            Self::CampaignExists => "campaign_exists",
+            Self::InvalidCampaign => "invalid_campaign",
+            Self::CampaignHasResponses => "campaign_has_responses",
+            Self::InvalidResponse => "invalid_response",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::InvalidIdempotencyKey => "invalid_idempotency_key",
+            Self::DossierAlreadyRated => "dossier_already_rated",
+            Self::ResponseNotFound => "response_not_found",
+            Self::KeyNotFound => "key_not_found",
+            Self::InvalidKey => "invalid_key",
+            Self::BatchTooLarge => "batch_too_large",
         }
     }
 
     /// The HTTP status that goes with the code.
     pub fn status(self) -> StatusCode {
         match self {
-            Self::NotFound | Self::SurveyNotFound | Self::VersionNotFound | Self::AgencyNotFound => {
-                StatusCode::NOT_FOUND
-            }
+            Self::NotFound
+            | Self::SurveyNotFound
+            | Self::VersionNotFound
+            | Self::AgencyNotFound
+            | Self::CampaignNotFound
+            | Self::ResponseNotFound
+            | Self::KeyNotFound => StatusCode::NOT_FOUND,
+            Self::CampaignExists
+            | Self::CampaignHasResponses
+            | Self::IdempotencyKeyReused
+            | Self::DossierAlreadyRated => StatusCode::CONFLICT,
+            Self::InvalidCampaign | Self::InvalidResponse | Self::InvalidKey => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::InvalidIdempotencyKey => StatusCode::BAD_REQUEST,
+            Self::BatchTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::InvalidParameter | Self::InvalidCursor | Self::MalformedBody => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -131,6 +190,24 @@ impl ErrorCode {
             Self::Forbidden => ("Khóa API không có quyền này", "The API key does not allow this"),
             Self::DatabaseUnavailable => ("Cơ sở dữ liệu tạm thời không sẵn sàng", "Database temporarily unavailable"),
             Self::Internal => ("Lỗi máy chủ", "Server error"),
+            Self::CampaignNotFound => ("Không tìm thấy đợt khảo sát", "Campaign not found"),
+            Self::CampaignExists => ("Đợt khảo sát đã tồn tại", "Campaign already exists"),
+            Self::InvalidCampaign => ("Thông tin đợt khảo sát không hợp lệ", "Invalid campaign"),
+            Self::CampaignHasResponses => (
+                "Đợt khảo sát đã có phiếu trả lời, không thể đổi phiên bản hay cơ quan",
+                "The campaign has responses: its survey version and agencies cannot change",
+            ),
+            Self::InvalidResponse => ("Phiếu trả lời không hợp lệ", "Invalid response"),
+            Self::IdempotencyKeyReused => (
+                "Khóa chống trùng lặp đã được dùng cho một yêu cầu khác",
+                "The idempotency key was used for a different request",
+            ),
+            Self::InvalidIdempotencyKey => ("Khóa chống trùng lặp không hợp lệ", "Invalid idempotency key"),
+            Self::DossierAlreadyRated => ("Hồ sơ này đã được đánh giá", "This dossier has already been rated"),
+            Self::ResponseNotFound => ("Không tìm thấy phiếu trả lời", "Response not found"),
+            Self::KeyNotFound => ("Không tìm thấy khóa API", "API key not found"),
+            Self::InvalidKey => ("Thông tin khóa API không hợp lệ", "Invalid API key request"),
+            Self::BatchTooLarge => ("Lô phiếu quá lớn", "Batch too large"),
         };
         if language == "vi" { vi } else { en }
     }

@@ -10,9 +10,12 @@ use sipas::agency::import::{self, ImportError, ImportOptions};
 use sipas::agency::{self, store as agency_store};
 use sipas::app::{Application, prepare_database};
 use sipas::auth::{self, Role};
+use sipas::campaign::{self, CampaignError, Channel, NewCampaign};
 use sipas::config::Settings;
 use sipas::db::{self, DatabaseTarget, DbConnection};
+use sipas::intake::verify;
 use sipas::survey::check::DefinitionError;
+use sipas::survey::model::LocalizedText;
 use sipas::survey::store::{self as survey_store, PublishError, PublishOutcome};
 use sipas::survey::{SurveyDefinition, parse_definition};
 use sipas::telemetry;
@@ -50,6 +53,61 @@ enum Command {
     /// Create, list and revoke API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Create and list campaigns.
+    #[command(subcommand)]
+    Campaigns(CampaignsCommand),
+    /// Check the running tallies against the stored answers.
+    #[command(subcommand)]
+    Tallies(TalliesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CampaignsCommand {
+    /// Create a campaign.
+    Create {
+        /// Slug (lowercase letters, digits, '-').
+        #[arg(long)]
+        id: String,
+        /// Survey id.
+        #[arg(long)]
+        survey: String,
+        /// Survey version (default: the latest).
+        #[arg(long)]
+        version: Option<i32>,
+        /// Title in Vietnamese.
+        #[arg(long)]
+        title_vi: String,
+        /// Title in English.
+        #[arg(long)]
+        title_en: Option<String>,
+        /// Agency code (with its subtree); repeat for several.
+        #[arg(long = "agency", required = true)]
+        agencies: Vec<String>,
+        /// Opening instant (RFC 3339).
+        #[arg(long)]
+        opens_at: chrono::DateTime<chrono::Utc>,
+        /// Closing instant (RFC 3339).
+        #[arg(long)]
+        closes_at: chrono::DateTime<chrono::Utc>,
+        /// Channels (api, link, invitation); repeat for several (default: all).
+        #[arg(long = "channel")]
+        channels: Vec<String>,
+        /// Minimum respondents per unit for estimates (default 30).
+        #[arg(long)]
+        min_n: Option<i32>,
+    },
+    /// List campaigns.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum TalliesCommand {
+    /// Recompute tallies from the answers and name every difference (exit 1 when there is one).
+    Verify {
+        /// Only this campaign (default: all).
+        #[arg(long)]
+        campaign: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -232,6 +290,95 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 println!("{:>5}  {:<8} {:<10} {:<20} {}", key.id, key.role, status, key.agencies.join(","), key.name);
             }
             Ok(())
+        }),
+        Command::Campaigns(CampaignsCommand::Create {
+            id,
+            survey,
+            version,
+            title_vi,
+            title_en,
+            agencies,
+            opens_at,
+            closes_at,
+            channels,
+            min_n,
+        }) => {
+            let mut title = std::collections::BTreeMap::from([("vi".to_owned(), title_vi)]);
+            if let Some(en) = title_en {
+                title.insert("en".to_owned(), en);
+            }
+            let channels = if channels.is_empty() {
+                None
+            } else {
+                let parsed: Result<Vec<Channel>, _> = channels
+                    .iter()
+                    .map(|c| serde_json::from_value::<Channel>(serde_json::Value::from(c.as_str())))
+                    .collect();
+                Some(parsed.map_err(|_| Failure::usage("channels are api, link or invitation"))?)
+            };
+            let new = NewCampaign {
+                id,
+                survey,
+                version,
+                title: LocalizedText(title),
+                agencies,
+                opens_at,
+                closes_at,
+                channels,
+                min_n,
+            };
+            with_database(&settings, |conn| match campaign::create(conn, &new) {
+                Ok(created) => {
+                    eprintln!("created campaign {} on {} version {}", created.id, created.survey, created.version);
+                    Ok(())
+                }
+                Err(CampaignError::Invalid(problems)) => Err(Failure::new(
+                    problems.iter().map(|p| format!("{}: {}", p.field, p.message)).collect::<Vec<_>>().join("\n"),
+                )),
+                Err(other) => Err(Failure::new(other)),
+            })
+        }
+        Command::Campaigns(CampaignsCommand::List) => with_database(&settings, |conn| {
+            let campaigns = campaign::list(conn).map_err(Failure::new)?;
+            println!("{:<24} {:<20} {:>7} {:>10}  OPENS → CLOSES", "CAMPAIGN", "SURVEY", "VERSION", "RESPONSES");
+            for c in campaigns {
+                println!(
+                    "{:<24} {:<20} {:>7} {:>10}  {} → {}",
+                    c.id,
+                    c.survey,
+                    c.version,
+                    c.responses,
+                    c.opens_at.to_rfc3339(),
+                    c.closes_at.to_rfc3339()
+                );
+            }
+            Ok(())
+        }),
+        Command::Tallies(TalliesCommand::Verify { campaign: only }) => with_database(&settings, |conn| {
+            let ids: Vec<String> = match only {
+                Some(id) => vec![id],
+                None => campaign::list(conn).map_err(Failure::new)?.into_iter().map(|c| c.id).collect(),
+            };
+            let mut differences = 0;
+            for id in ids {
+                let verification =
+                    verify::verify_campaign(conn, &id).map_err(|e| Failure::new(format!("{id}: {e}")))?;
+                for difference in &verification.differences {
+                    println!("{id}: {difference}");
+                }
+                differences += verification.differences.len();
+                eprintln!(
+                    "{id}: {} responses recounted, {} tally rows compared, {} difference(s)",
+                    verification.responses,
+                    verification.rows,
+                    verification.differences.len()
+                );
+            }
+            if differences == 0 {
+                Ok(())
+            } else {
+                Err(Failure::new(format!("{differences} difference(s) between tallies and answers")))
+            }
         }),
         Command::Keys(KeysCommand::Revoke { id }) => with_database(&settings, |conn| {
             if auth::revoke_key(conn, id).map_err(Failure::new)? {

@@ -7,7 +7,7 @@
 pub mod import;
 pub mod store;
 
-use chrono::{FixedOffset, NaiveDate, Utc};
+use chrono::{FixedOffset, NaiveDate, Offset, Utc};
 use unicode_normalization::UnicodeNormalization;
 use unicode_normalization::char::is_combining_mark;
 
@@ -16,11 +16,13 @@ pub use store::{Agency, AgencyId};
 /// The registry is Vietnam's: "today" is the date in Vietnam (UTC+7), so that a request at
 /// 06:00 local time on 1 July sees the new provinces.
 pub fn today() -> NaiveDate {
+    Utc::now().with_timezone(&vietnam()).date_naive()
+}
+
+/// Vietnam's time zone (UTC+7, no daylight saving), in which dates of the registry are meant.
+pub fn vietnam() -> FixedOffset {
     const VIETNAM_OFFSET_SECONDS: i32 = 7 * 3600;
-    match FixedOffset::east_opt(VIETNAM_OFFSET_SECONDS) {
-        Some(offset) => Utc::now().with_timezone(&offset).date_naive(),
-        None => Utc::now().date_naive(),
-    }
+    FixedOffset::east_opt(VIETNAM_OFFSET_SECONDS).unwrap_or_else(|| Utc.fix())
 }
 
 /// Folds a name for search: lowercase, without diacritics (đ becomes d), single spaces. "Hà Nội"

@@ -3,7 +3,10 @@
 
 pub mod agencies;
 pub mod auth;
+pub mod campaigns;
 pub mod health;
+pub mod keys;
+pub mod responses;
 pub mod surveys;
 
 use actix_web::HttpRequest;
@@ -27,6 +30,9 @@ use crate::error::{ApiError, ErrorCode, FieldError, Problem};
         (name = "health", description = "Liveness and readiness"),
         (name = "surveys", description = "Published survey definitions"),
         (name = "agencies", description = "Agencies and administrative units, with their history"),
+        (name = "keys", description = "API keys (admin)"),
+        (name = "campaigns", description = "Survey rounds"),
+        (name = "responses", description = "Posting and reading responses"),
     )
 )]
 pub struct ApiDoc;

@@ -317,6 +317,73 @@ where
     .map_err(|e| E::from(DbError::Unavailable(format!("blocking pool: {e}"))))?
 }
 
+/// Runs `work` in a write transaction: `BEGIN IMMEDIATE` on SQLite (the write lock is taken at
+/// the start, so the transaction cannot fail later on a lock upgrade), a plain transaction on
+/// PostgreSQL. Committed when `work` succeeds, rolled back otherwise. Nested
+/// `conn.transaction(..)` calls inside become savepoints.
+pub fn write_transaction<T, E>(
+    conn: &mut DbConnection,
+    work: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<DbError>,
+{
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    let begun = match conn {
+        DbConnection::Sqlite(sqlite) => AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE"),
+        DbConnection::Postgres(pg) => AnsiTransactionManager::begin_transaction(pg),
+    };
+    begun.map_err(|e| E::from(DbError::from(e)))?;
+    match work(conn) {
+        Ok(value) => {
+            <DbConnection as Connection>::TransactionManager::commit_transaction(conn)
+                .map_err(|e| E::from(DbError::from(e)))?;
+            Ok(value)
+        }
+        Err(error) => {
+            if let Err(rollback) = <DbConnection as Connection>::TransactionManager::rollback_transaction(conn) {
+                tracing::warn!(error.cause = %rollback, "rollback failed");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// A secret generated once per database and shared by every instance using it (for keyed hashes
+/// and signatures), created on first use.
+pub fn server_secret(conn: &mut DbConnection, name: &str) -> Result<Vec<u8>, DbError> {
+    use rand::RngCore;
+    use schema::server_secrets;
+    let stored = |conn: &mut DbConnection| {
+        server_secrets::table.find(name).select(server_secrets::value).first::<String>(conn).optional()
+    };
+    if let Some(value) = stored(conn)? {
+        return hex::decode(value)
+            .map_err(|e| DbError::Query(diesel::result::Error::DeserializationError(Box::new(e))));
+    }
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    let inserted = diesel::insert_into(server_secrets::table)
+        .values((
+            server_secrets::name.eq(name),
+            server_secrets::value.eq(hex::encode(secret)),
+            server_secrets::created_at.eq(chrono::Utc::now().naive_utc()),
+        ))
+        .execute(conn)
+        .map_err(DbError::from);
+    match inserted {
+        Ok(_) => Ok(secret.to_vec()),
+        // Another instance created it first: use theirs.
+        Err(error) if error.is_unique_violation() => match stored(conn)? {
+            Some(value) => {
+                hex::decode(value).map_err(|e| DbError::Query(diesel::result::Error::DeserializationError(Box::new(e))))
+            }
+            None => Err(error),
+        },
+        Err(error) => Err(error),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,10 +55,90 @@ diesel::table! {
 diesel::joinable!(api_key_agencies -> api_keys (key_id));
 diesel::joinable!(api_key_agencies -> agencies (agency_id));
 
+diesel::joinable!(campaign_agencies -> campaigns (campaign_id));
+diesel::joinable!(campaign_agencies -> agencies (agency_id));
+diesel::joinable!(responses -> agencies (agency_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
     survey_versions,
     agencies,
     agency_successions,
     api_keys,
     api_key_agencies,
+    server_secrets,
+    campaigns,
+    campaign_agencies,
+    responses,
+    idempotency_keys,
+    tallies,
 );
+
+diesel::table! {
+    server_secrets (name) {
+        name -> Text,
+        value -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    campaigns (id) {
+        id -> Text,
+        survey_id -> Text,
+        survey_version -> Integer,
+        title -> Text,
+        opens_at -> Timestamp,
+        closes_at -> Timestamp,
+        channels -> Text,
+        min_n -> Integer,
+        results_public -> Bool,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    campaign_agencies (campaign_id, agency_id) {
+        campaign_id -> Text,
+        agency_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    responses (id) {
+        id -> Text,
+        campaign_id -> Text,
+        agency_id -> BigInt,
+        respondent_type -> Text,
+        language -> Text,
+        channel -> Text,
+        key_id -> Nullable<BigInt>,
+        service -> Nullable<Text>,
+        dossier_hash -> Nullable<Text>,
+        answers -> Text,
+        completed_at -> Nullable<Timestamp>,
+        received_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (scope, idempotency_key) {
+        scope -> Text,
+        idempotency_key -> Text,
+        request_hash -> Text,
+        status -> Integer,
+        body -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    tallies (campaign_id, agency_id, respondent_type, cell) {
+        campaign_id -> Text,
+        agency_id -> BigInt,
+        respondent_type -> Text,
+        cell -> Text,
+        respondents -> BigInt,
+        data -> Binary,
+    }
+}

@@ -3,6 +3,7 @@
 //!
 //! Nothing here knows SIPAS: every question, scale and measurement rule comes from the file.
 
+pub mod answers;
 pub mod check;
 pub mod defaults;
 pub mod model;

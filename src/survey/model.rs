@@ -176,6 +176,10 @@ pub struct Measurement {
     /// Single-choice questions about the respondent usable for breakdowns and weights.
     #[serde(default)]
     pub breakdowns: Vec<String>,
+    /// Breakdown questions whose combinations are the cells of post-stratification weights
+    /// (for example sex × age band, matching census tables).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weighting: Vec<String>,
     /// Choice questions about what respondents want improved, reported as ranked shares.
     #[serde(default)]
     pub expectations: Vec<String>,

@@ -76,12 +76,20 @@ impl Drop for TestDatabase {
 pub struct TestApp {
     pub address: String,
     pub client: Client,
-    pub database: TestDatabase,
+    pub database: std::sync::Arc<TestDatabase>,
 }
 
 impl TestApp {
     pub async fn spawn() -> Self {
-        let database = TestDatabase::new();
+        Self::spawn_on(std::sync::Arc::new(TestDatabase::new())).await
+    }
+
+    /// A second server on the same database (another process, as far as the database can tell).
+    pub async fn spawn_sharing(&self) -> Self {
+        Self::spawn_on(self.database.clone()).await
+    }
+
+    async fn spawn_on(database: std::sync::Arc<TestDatabase>) -> Self {
         let settings = Settings {
             database_url: database.url.clone(),
             bind: "127.0.0.1:0".to_owned(),
@@ -158,4 +166,81 @@ pub fn stdout(output: &Output) -> String {
 
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+impl TestApp {
+    /// Creates an open campaign through the API and returns an admin key.
+    pub async fn open_campaign(&self, id: &str, survey: &str, agencies: &[&str]) -> String {
+        let admin = self.key(Role::Admin, &[]);
+        let response = self
+            .post("/api/v1/campaigns")
+            .bearer_auth(&admin)
+            .json(&serde_json::json!({
+                "id": id,
+                "survey": survey,
+                "title": {"vi": "Đợt khảo sát thử", "en": "Test campaign"},
+                "agencies": agencies,
+                "opens_at": "2025-07-01T00:00:00Z",
+                "closes_at": "2099-01-01T00:00:00Z",
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 201, "{}", response.text().await.unwrap());
+        admin
+    }
+
+    /// Posts a response body with a key and optional idempotency key.
+    pub async fn post_response(&self, key: &str, idempotency: Option<&str>, body: &Value) -> Response {
+        let mut request = self.post("/api/v1/responses").bearer_auth(key).json(body);
+        if let Some(idempotency) = idempotency {
+            request = request.header("Idempotency-Key", idempotency);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Responses stored for a campaign.
+    pub fn stored_responses(&self, campaign: &str) -> i64 {
+        sipas::intake::store::count(&mut self.database.connect(), campaign).unwrap()
+    }
+}
+
+/// A complete `dossier-rating` response for an agency.
+pub fn rating(campaign: &str, agency: &str, dossier: Option<&str>, score: i64) -> Value {
+    let mut body = serde_json::json!({
+        "campaign": campaign,
+        "agency": agency,
+        "respondent_type": "individual",
+        "language": "vi",
+        "answers": {
+            "d1_total_time": score, "d2_agency_time": 2, "d3_contacts": 1, "d4_agencies": 2, "d5_one_stop": 2,
+            "d6_disclosure": 0, "d7_attitude": 2, "d8_feedback": score, "overall_level": "satisfied"
+        }
+    });
+    if let Some(dossier) = dossier {
+        body["dossier"] = Value::from(dossier);
+    }
+    body
+}
+
+/// A `sipas-individual` response with every statement answered, varied by `seed`.
+pub fn individual(campaign: &str, agency: &str, seed: u64) -> Value {
+    let definition = sipas::survey::defaults::embedded_definitions()
+        .unwrap()
+        .into_iter()
+        .find(|d| d.id == "sipas-individual")
+        .unwrap();
+    let mut answers = serde_json::Map::new();
+    for (i, question) in definition.questions.iter().enumerate() {
+        let pick = (seed.wrapping_mul(31).wrapping_add(i as u64 * 7)) as usize;
+        let value = match question.kind {
+            sipas::survey::model::QuestionKind::Scale => Value::from(1 + (pick % 5) as i64),
+            sipas::survey::model::QuestionKind::SingleChoice => {
+                Value::from(question.options[pick % question.options.len()].value.clone())
+            }
+            _ => continue,
+        };
+        answers.insert(question.id.clone(), value);
+    }
+    serde_json::json!({"campaign": campaign, "agency": agency, "respondent_type": "individual", "answers": answers})
 }

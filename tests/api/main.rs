@@ -5,9 +5,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod agencies;
+mod campaigns;
 mod cli;
 mod health;
 mod helpers;
+mod intake;
+mod keys;
 mod openapi;
 mod storage;
 mod surveys;

@@ -1,0 +1,89 @@
+//! API keys, for admins: issue, list, revoke.
+
+use actix_web::{HttpResponse, delete, get, post, web};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::auth::Authenticated;
+use crate::app::AppState;
+use crate::auth::{self, CreatedKey, KeyError, KeyInfo, Role};
+use crate::db;
+use crate::error::{ApiError, ErrorCode, FieldError};
+
+/// The body of `POST /api/v1/keys`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    /// `admin`, `analyst` or `partner`.
+    pub role: Role,
+    /// Who or what the key is for.
+    pub name: String,
+    /// Agency codes the key is limited to (required for partners).
+    #[serde(default)]
+    pub agencies: Vec<String>,
+}
+
+/// Every key.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyList {
+    /// Newest first; secrets are never shown.
+    pub keys: Vec<KeyInfo>,
+}
+
+/// Issues a key; the secret is in this answer only.
+#[utoipa::path(tag = "keys", request_body = NewKey, responses((status = 201, body = CreatedKey), (status = 422, body = crate::error::Problem)), security(("api_key" = [])))]
+#[post("/keys")]
+pub async fn create(
+    state: web::Data<AppState>,
+    key: Authenticated,
+    body: web::Json<NewKey>,
+) -> Result<HttpResponse, ApiError> {
+    key.require(&[Role::Admin])?;
+    let NewKey { role, name, agencies } = body.into_inner();
+    let created = db::run(&state.pool, move |conn| auth::create_key(conn, &name, role, &agencies)).await.map_err(
+        |e| match e {
+            KeyError::Db(db_error) => ApiError::from(db_error),
+            other => {
+                let field = match &other {
+                    KeyError::BadName => "name",
+                    _ => "agencies",
+                };
+                ApiError::new(ErrorCode::InvalidKey, other.to_string()).with_errors(vec![FieldError {
+                    field: field.to_owned(),
+                    code: "invalid".to_owned(),
+                    message: other.to_string(),
+                }])
+            }
+        },
+    )?;
+    tracing::info!(key.id = created.id, key.role = %role, "API key created");
+    Ok(HttpResponse::Created().json(created))
+}
+
+/// Lists keys (never their secrets).
+#[utoipa::path(tag = "keys", responses((status = 200, body = KeyList)), security(("api_key" = [])))]
+#[get("/keys")]
+pub async fn list(state: web::Data<AppState>, key: Authenticated) -> Result<web::Json<KeyList>, ApiError> {
+    key.require(&[Role::Admin])?;
+    let keys = db::run(&state.pool, auth::list_keys).await?;
+    Ok(web::Json(KeyList { keys }))
+}
+
+/// Revokes a key at once.
+#[utoipa::path(tag = "keys", params(("id" = i64, Path, description = "Key id")), responses((status = 204), (status = 404, body = crate::error::Problem)), security(("api_key" = [])))]
+#[delete("/keys/{id}")]
+pub async fn revoke(
+    state: web::Data<AppState>,
+    key: Authenticated,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    key.require(&[Role::Admin])?;
+    let id: i64 = id.parse().map_err(|_| ApiError::invalid_parameter("id", "must be a whole number"))?;
+    let found = db::run(&state.pool, move |conn| auth::revoke_key(conn, id)).await?;
+    if found {
+        tracing::info!(key.id = id, "API key revoked");
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::new(ErrorCode::KeyNotFound, format!("no key {id}")))
+    }
+}

@@ -1,0 +1,328 @@
+//! The one write path for responses: every channel (partner API, citizen form, invitation link)
+//! parses its input into a [`Submission`], [`prepare`]s it against the campaign (checks that need
+//! no lock), and hands it to the [`writer::Writer`], which commits groups of submissions in one
+//! transaction each (group commit) and answers each submission only after that commit.
+
+pub mod store;
+pub mod tally;
+pub mod verify;
+pub mod writer;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::auth::{Principal, Role};
+use crate::campaign::Channel;
+use crate::campaign::context::CampaignContext;
+use crate::survey::answers::{Answers, check_answers};
+use tally::{Tally, response_cells, response_tally};
+
+/// Longest accepted idempotency key.
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+/// Longest accepted service (procedure) code and dossier identifier.
+const MAX_REFERENCE_LENGTH: usize = 128;
+
+/// One field at fault in a submission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubmissionProblem {
+    /// `campaign`, `agency`, `answers.q12`, …
+    pub field: String,
+    /// Stable code.
+    pub code: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn fault(field: &str, code: &'static str, message: impl Into<String>) -> SubmissionProblem {
+    SubmissionProblem { field: field.to_owned(), code, message: message.into() }
+}
+
+/// Who is submitting, through which channel.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// The channel.
+    pub channel: Channel,
+    /// The API key, for the partner API (kept as provenance, and the idempotency scope).
+    pub principal: Option<Principal>,
+}
+
+impl Origin {
+    /// The namespace idempotency keys live in.
+    pub fn idempotency_scope(&self) -> String {
+        match &self.principal {
+            Some(principal) => format!("key:{}", principal.key_id),
+            None => format!("channel:{}", self.channel.as_str()),
+        }
+    }
+}
+
+/// A submission's fields, read from a JSON object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submission {
+    /// Campaign id.
+    pub campaign: String,
+    /// Agency code (resolved at the campaign's opening date).
+    pub agency: String,
+    /// `individual` or `organization`.
+    pub respondent_type: String,
+    /// Language the respondent answered in.
+    pub language: Option<String>,
+    /// The answers object.
+    pub answers: Value,
+    /// Administrative procedure code.
+    pub service: Option<String>,
+    /// Dossier identifier (stored only as a keyed hash).
+    pub dossier: Option<String>,
+    /// When the respondent finished.
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+const SUBMISSION_FIELDS: [&str; 8] =
+    ["campaign", "agency", "respondent_type", "language", "answers", "service", "dossier", "completed_at"];
+
+/// Reads a submission from a JSON value, listing every field at fault. `extra` names fields the
+/// caller handles itself (a batch item's `client_id`).
+pub fn parse_submission(value: &Value, extra: &[&str]) -> Result<Submission, Vec<SubmissionProblem>> {
+    let Value::Object(object) = value else {
+        return Err(vec![fault("", "wrong_type", "the body must be a JSON object")]);
+    };
+    let mut problems = Vec::new();
+    for key in object.keys() {
+        if !SUBMISSION_FIELDS.contains(&key.as_str()) && !extra.contains(&key.as_str()) {
+            problems.push(fault(key, "unknown_field", format!("`{key}` is not a field of a response")));
+        }
+    }
+    let text = |name: &str, required: bool, problems: &mut Vec<SubmissionProblem>| -> Option<String> {
+        match object.get(name) {
+            None | Some(Value::Null) => {
+                if required {
+                    problems.push(fault(name, "required", "this field is required"));
+                }
+                None
+            }
+            Some(Value::String(s)) if s.chars().count() <= MAX_REFERENCE_LENGTH => Some(s.trim().to_owned()),
+            Some(Value::String(_)) => {
+                problems.push(fault(name, "too_long", format!("at most {MAX_REFERENCE_LENGTH} characters")));
+                None
+            }
+            Some(_) => {
+                problems.push(fault(name, "wrong_type", "must be a string"));
+                None
+            }
+        }
+    };
+    let campaign = text("campaign", true, &mut problems);
+    let agency = text("agency", true, &mut problems);
+    let respondent_type = text("respondent_type", true, &mut problems);
+    if let Some(kind) = &respondent_type
+        && kind != "individual"
+        && kind != "organization"
+    {
+        problems.push(fault("respondent_type", "invalid", "must be `individual` or `organization`"));
+    }
+    let language = text("language", false, &mut problems);
+    let service = text("service", false, &mut problems).filter(|s| !s.is_empty());
+    let dossier = text("dossier", false, &mut problems).filter(|s| !s.is_empty());
+    let completed_at =
+        text("completed_at", false, &mut problems).and_then(|raw| match DateTime::parse_from_rfc3339(&raw) {
+            Ok(at) => Some(at.with_timezone(&Utc)),
+            Err(_) => {
+                problems.push(fault("completed_at", "invalid", "must be an RFC 3339 date-time"));
+                None
+            }
+        });
+    let answers = match object.get("answers") {
+        None | Some(Value::Null) => {
+            problems.push(fault("answers", "required", "this field is required"));
+            Value::Object(Map::new())
+        }
+        Some(answers @ Value::Object(_)) => answers.clone(),
+        Some(_) => {
+            problems.push(fault("answers", "wrong_type", "must be an object of question id → answer"));
+            Value::Object(Map::new())
+        }
+    };
+    match (campaign, agency, respondent_type) {
+        (Some(campaign), Some(agency), Some(respondent_type)) if problems.is_empty() => {
+            Ok(Submission { campaign, agency, respondent_type, language, answers, service, dossier, completed_at })
+        }
+        _ => Err(problems),
+    }
+}
+
+/// A submission checked against its campaign, ready to be written.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The campaign it belongs to.
+    pub context: Arc<CampaignContext>,
+    /// The agency, resolved.
+    pub agency_id: i64,
+    /// The agency and its ancestors (tally rows).
+    pub path: Vec<i64>,
+    /// `individual` or `organization`.
+    pub respondent_type: String,
+    /// Language answered in.
+    pub language: String,
+    /// Checked answers.
+    pub answers: Answers,
+    /// Procedure code.
+    pub service: Option<String>,
+    /// Keyed hash of the dossier identifier.
+    pub dossier_hash: Option<String>,
+    /// When the respondent finished.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Channel it came through.
+    pub channel: Channel,
+    /// Key that posted it.
+    pub key_id: Option<i64>,
+    /// Idempotency scope and key, when the client gave one.
+    pub idempotency: Option<(String, String)>,
+    /// Hash of the submission, to tell a retry from a different request under the same key.
+    pub request_hash: String,
+    /// The response's contribution to its tallies.
+    pub tally: Tally,
+    /// The tally cells it counts in.
+    pub cells: Vec<String>,
+}
+
+/// Why a submission was refused before reaching the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Wrong content (422).
+    Invalid(Vec<SubmissionProblem>),
+    /// The key may not post here (403).
+    Forbidden(String),
+}
+
+/// Hash of a submission's content (not of its formatting), so that a retry with the same content
+/// matches.
+pub fn request_hash(value: &Value) -> String {
+    // serde_json keeps object keys sorted (no `preserve_order`), so this is canonical.
+    let canonical = match value {
+        Value::Object(object) => {
+            let mut object = object.clone();
+            object.remove("client_id");
+            Value::Object(object).to_string()
+        }
+        other => other.to_string(),
+    };
+    hex::encode(Sha256::digest(canonical.as_bytes()))
+}
+
+/// Keyed hash of a dossier identifier: the identifier itself is never stored.
+pub fn dossier_hash(secret: &[u8], campaign: &str, agency_id: i64, dossier: &str) -> String {
+    let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
+        Ok(mac) => mac,
+        Err(_) => return String::new(),
+    };
+    mac.update(campaign.as_bytes());
+    mac.update(&[0]);
+    mac.update(&agency_id.to_le_bytes());
+    mac.update(&[0]);
+    mac.update(dossier.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Checks a submission against its campaign (everything that needs no database lock): the
+/// campaign is open on this channel, the agency belongs to it and to the key's scope, the answers
+/// fit the definition.
+pub fn prepare(
+    context: Arc<CampaignContext>,
+    submission: Submission,
+    origin: &Origin,
+    now: DateTime<Utc>,
+    dossier_secret: &[u8],
+    request_hash: String,
+    idempotency_key: Option<String>,
+) -> Result<Prepared, Refusal> {
+    let campaign = &context.campaign;
+    let definition = &context.definition;
+    let mut problems = Vec::new();
+    if !campaign.channels.contains(&origin.channel) {
+        problems.push(fault(
+            "campaign",
+            "channel_not_enabled",
+            format!("campaign `{}` does not accept responses through `{}`", campaign.id, origin.channel.as_str()),
+        ));
+    }
+    if now < campaign.opens_at {
+        problems.push(fault(
+            "campaign",
+            "campaign_not_open",
+            format!("campaign `{}` opens at {}", campaign.id, campaign.opens_at.to_rfc3339()),
+        ));
+    } else if now >= campaign.closes_at {
+        problems.push(fault(
+            "campaign",
+            "campaign_closed",
+            format!("campaign `{}` closed at {}", campaign.id, campaign.closes_at.to_rfc3339()),
+        ));
+    }
+    let member = context.members.get(&submission.agency);
+    if member.is_none() {
+        problems.push(fault(
+            "agency",
+            "agency_not_in_campaign",
+            format!("agency `{}` is not part of campaign `{}`", submission.agency, campaign.id),
+        ));
+    }
+    let language =
+        submission.language.clone().unwrap_or_else(|| definition.languages.first().cloned().unwrap_or_default());
+    if !definition.languages.contains(&language) {
+        problems.push(fault("language", "invalid", format!("must be one of {}", definition.languages.join(", "))));
+    }
+    if submission.completed_at.is_some_and(|at| at > now + chrono::Duration::minutes(10)) {
+        problems.push(fault("completed_at", "in_future", "must not be in the future"));
+    }
+    let answers = match check_answers(definition, &submission.answers) {
+        Ok(answers) => Some(answers),
+        Err(answer_problems) => {
+            problems.extend(answer_problems.into_iter().map(|p| SubmissionProblem {
+                field: p.field,
+                code: p.code,
+                message: p.message,
+            }));
+            None
+        }
+    };
+    // Scope comes after content: a partner learns nothing about another agency's campaign.
+    if let (Some(member), Some(principal)) = (member, &origin.principal)
+        && principal.role == Role::Partner
+        && !principal.scope.iter().any(|s| member.path.contains(&s.0))
+    {
+        return Err(Refusal::Forbidden(format!("this key may not post responses for agency `{}`", submission.agency)));
+    }
+    let (Some(member), Some(answers), true) = (member, answers, problems.is_empty()) else {
+        return Err(Refusal::Invalid(problems));
+    };
+    let tally = response_tally(definition, &context.layout, &answers);
+    let cells = response_cells(definition, &answers);
+    let dossier_hash =
+        submission.dossier.as_deref().map(|d| dossier_hash(dossier_secret, &campaign.id, member.agency_id, d));
+    Ok(Prepared {
+        agency_id: member.agency_id,
+        path: member.path.clone(),
+        respondent_type: submission.respondent_type,
+        language,
+        answers,
+        service: submission.service,
+        dossier_hash,
+        completed_at: submission.completed_at,
+        channel: origin.channel,
+        key_id: origin.principal.as_ref().map(|p| p.key_id),
+        idempotency: idempotency_key.map(|key| (origin.idempotency_scope(), key)),
+        request_hash,
+        tally,
+        cells,
+        context,
+    })
+}
+
+/// Checks an `Idempotency-Key` value: 1–255 printable ASCII characters.
+pub fn valid_idempotency_key(key: &str) -> bool {
+    !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY && key.chars().all(|c| c.is_ascii_graphic() || c == ' ')
+}

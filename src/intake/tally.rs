@@ -1,0 +1,385 @@
+//! Sufficient statistics kept with every response, so that statistics never scan the answers.
+//!
+//! A tally row holds, for one (campaign, agency, respondent type, cell): counts per answer value of
+//! every scale and choice question, the number of respondents answering each other question, and
+//! for each measure (index, components, elements) the number of respondents with a score, the sum
+//! and the sum of squares of their scores. Its layout follows the campaign's definition. Pure code:
+//! no database here.
+
+use std::collections::BTreeMap;
+
+use super::super::survey::answers::{AnswerValue, Answers};
+use super::super::survey::model::{Combine, QuestionKind, SurveyDefinition};
+
+/// The cell holding every respondent.
+pub const ALL_CELL: &str = "*";
+/// The value recorded in a cell key for an unanswered breakdown question.
+pub const NO_ANSWER: &str = "_";
+
+/// Where each question's counts and each measure's sums sit in a tally row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TallyLayout {
+    /// First count slot of each question, in definition order.
+    pub question_offsets: Vec<usize>,
+    /// Number of count slots.
+    pub count_slots: usize,
+    /// Measure ids: the index, then components, then elements.
+    pub measures: Vec<String>,
+}
+
+/// Which measure a position in [`TallyLayout::measures`] is.
+fn measure_ids(definition: &SurveyDefinition) -> Vec<String> {
+    let m = &definition.measurement;
+    std::iter::once(m.index.id.clone())
+        .chain(m.components.iter().map(|c| c.id.clone()))
+        .chain(m.elements.iter().map(|e| e.id.clone()))
+        .collect()
+}
+
+/// Count slots a question takes: one per scale point or option; a multi-choice question adds one
+/// for "answered"; integer and text questions have only "answered".
+pub fn slots_of(kind: QuestionKind, min: Option<i64>, max: Option<i64>, options: usize) -> usize {
+    match kind {
+        QuestionKind::Scale => match (min, max) {
+            (Some(min), Some(max)) if max >= min => (max - min + 1) as usize,
+            _ => 0,
+        },
+        QuestionKind::SingleChoice => options,
+        QuestionKind::MultiChoice => options + 1,
+        QuestionKind::Integer | QuestionKind::Text => 1,
+    }
+}
+
+impl TallyLayout {
+    /// The layout for a definition.
+    pub fn new(definition: &SurveyDefinition) -> Self {
+        let mut offsets = Vec::with_capacity(definition.questions.len());
+        let mut next = 0;
+        for q in &definition.questions {
+            offsets.push(next);
+            next += slots_of(q.kind, q.min, q.max, q.options.len());
+        }
+        Self { question_offsets: offsets, count_slots: next, measures: measure_ids(definition) }
+    }
+
+    /// An all-zero tally.
+    pub fn empty(&self) -> Tally {
+        Tally {
+            respondents: 0,
+            counts: vec![0; self.count_slots],
+            measures: vec![MeasureSums::default(); self.measures.len()],
+        }
+    }
+
+    /// Bytes of an encoded tally.
+    pub fn encoded_len(&self) -> usize {
+        8 + self.count_slots * 4 + self.measures.len() * 20
+    }
+}
+
+/// Running sums of one measure's respondent-level scores.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MeasureSums {
+    /// Respondents with a score.
+    pub n: u64,
+    /// Sum of their scores (0–100).
+    pub sum: f64,
+    /// Sum of the squares of their scores.
+    pub sum_sq: f64,
+}
+
+/// The sufficient statistics of a group of respondents.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tally {
+    /// Respondents counted.
+    pub respondents: u64,
+    /// Count slots, by [`TallyLayout::question_offsets`].
+    pub counts: Vec<u64>,
+    /// Per measure, by [`TallyLayout::measures`].
+    pub measures: Vec<MeasureSums>,
+}
+
+/// A stored tally does not fit the layout.
+#[derive(Debug, thiserror::Error)]
+#[error("tally of {found} bytes does not fit a layout of {expected} bytes")]
+pub struct LayoutMismatch {
+    /// Bytes expected.
+    pub expected: usize,
+    /// Bytes found.
+    pub found: usize,
+}
+
+impl Tally {
+    /// Adds another tally of the same layout.
+    pub fn add(&mut self, other: &Tally) {
+        self.respondents += other.respondents;
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        for (a, b) in self.measures.iter_mut().zip(&other.measures) {
+            a.n += b.n;
+            a.sum += b.sum;
+            a.sum_sq += b.sum_sq;
+        }
+    }
+
+    /// Packs the tally: respondents (u64), counts (u32 each), then (n u32, sum f64, sum_sq f64)
+    /// per measure, little-endian. Counts past u32 saturate (4 billion answers in one row).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(8 + self.counts.len() * 4 + self.measures.len() * 20);
+        bytes.extend_from_slice(&self.respondents.to_le_bytes());
+        for count in &self.counts {
+            bytes.extend_from_slice(&u32::try_from(*count).unwrap_or(u32::MAX).to_le_bytes());
+        }
+        for m in &self.measures {
+            bytes.extend_from_slice(&u32::try_from(m.n).unwrap_or(u32::MAX).to_le_bytes());
+            bytes.extend_from_slice(&m.sum.to_le_bytes());
+            bytes.extend_from_slice(&m.sum_sq.to_le_bytes());
+        }
+        bytes
+    }
+
+    /// Unpacks a tally written by [`Tally::encode`] for the same layout.
+    pub fn decode(layout: &TallyLayout, bytes: &[u8]) -> Result<Self, LayoutMismatch> {
+        let expected = layout.encoded_len();
+        if bytes.len() != expected {
+            return Err(LayoutMismatch { expected, found: bytes.len() });
+        }
+        let u32_at = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        let f64_at = |at: usize| {
+            let mut raw = [0u8; 8];
+            raw.copy_from_slice(&bytes[at..at + 8]);
+            f64::from_le_bytes(raw)
+        };
+        let mut raw = [0u8; 8];
+        raw.copy_from_slice(&bytes[..8]);
+        let respondents = u64::from_le_bytes(raw);
+        let counts = (0..layout.count_slots).map(|i| u64::from(u32_at(8 + i * 4))).collect();
+        let base = 8 + layout.count_slots * 4;
+        let measures = (0..layout.measures.len())
+            .map(|i| {
+                let at = base + i * 20;
+                MeasureSums { n: u64::from(u32_at(at)), sum: f64_at(at + 4), sum_sq: f64_at(at + 12) }
+            })
+            .collect();
+        Ok(Self { respondents, counts, measures })
+    }
+}
+
+/// One respondent's scores (0–100) per measure, by [`TallyLayout::measures`]; `None` where the
+/// respondent answered none of the measure's criteria.
+pub fn respondent_scores(definition: &SurveyDefinition, answers: &Answers) -> Vec<Option<f64>> {
+    let m = &definition.measurement;
+    let index_of = |id: &str| definition.questions.iter().position(|q| q.id == id);
+    let satisfied = |question_id: &str, values: &[i64]| -> Option<bool> {
+        match index_of(question_id).and_then(|i| answers.get(i)) {
+            Some(AnswerValue::Number(n)) => Some(values.contains(n)),
+            _ => None,
+        }
+    };
+    let element_scores: Vec<Option<f64>> = m
+        .elements
+        .iter()
+        .map(|element| {
+            let values = element.satisfied.as_deref().unwrap_or(&m.satisfied);
+            match element.combine {
+                Combine::General => {
+                    element.general.as_deref().and_then(|g| satisfied(g, values)).map(|s| if s { 100.0 } else { 0.0 })
+                }
+                Combine::Mean => {
+                    let judged: Vec<bool> = element.criteria.iter().filter_map(|c| satisfied(c, values)).collect();
+                    (!judged.is_empty())
+                        .then(|| 100.0 * judged.iter().filter(|s| **s).count() as f64 / judged.len() as f64)
+                }
+            }
+        })
+        .collect();
+    let mean = |scores: &[f64]| (!scores.is_empty()).then(|| scores.iter().sum::<f64>() / scores.len() as f64);
+    let component_scores: Vec<Option<f64>> = m
+        .components
+        .iter()
+        .map(|component| {
+            let scores: Vec<f64> = m
+                .elements
+                .iter()
+                .zip(&element_scores)
+                .filter(|(e, _)| e.component.as_deref() == Some(component.id.as_str()))
+                .filter_map(|(_, s)| *s)
+                .collect();
+            mean(&scores)
+        })
+        .collect();
+    let children: Vec<f64> = if m.components.is_empty() {
+        element_scores.iter().flatten().copied().collect()
+    } else {
+        component_scores.iter().flatten().copied().collect()
+    };
+    std::iter::once(mean(&children)).chain(component_scores).chain(element_scores).collect()
+}
+
+/// The tally of one response.
+pub fn response_tally(definition: &SurveyDefinition, layout: &TallyLayout, answers: &Answers) -> Tally {
+    let mut tally = layout.empty();
+    tally.respondents = 1;
+    for (index, question) in definition.questions.iter().enumerate() {
+        let offset = layout.question_offsets[index];
+        match (answers.get(index), question.kind) {
+            (Some(AnswerValue::Number(n)), QuestionKind::Scale) => {
+                if let Some(min) = question.min
+                    && let Some(slot) = usize::try_from(n - min)
+                        .ok()
+                        .filter(|s| *s < slots_of(question.kind, question.min, question.max, 0))
+                {
+                    tally.counts[offset + slot] += 1;
+                }
+            }
+            (Some(AnswerValue::Choice(value)), QuestionKind::SingleChoice) => {
+                if let Some(slot) = question.options.iter().position(|o| &o.value == value) {
+                    tally.counts[offset + slot] += 1;
+                }
+            }
+            (Some(AnswerValue::Choices(values)), QuestionKind::MultiChoice) => {
+                for value in values {
+                    if let Some(slot) = question.options.iter().position(|o| &o.value == value) {
+                        tally.counts[offset + slot] += 1;
+                    }
+                }
+                tally.counts[offset + question.options.len()] += 1;
+            }
+            (Some(_), QuestionKind::Integer | QuestionKind::Text) => tally.counts[offset] += 1,
+            _ => {}
+        }
+    }
+    for (sums, score) in tally.measures.iter_mut().zip(respondent_scores(definition, answers)) {
+        if let Some(score) = score {
+            sums.n = 1;
+            sums.sum = score;
+            sums.sum_sq = score * score;
+        }
+    }
+    tally
+}
+
+/// The answer to a breakdown question, as it appears in a cell key.
+fn breakdown_value(definition: &SurveyDefinition, answers: &Answers, question_id: &str) -> String {
+    let index = definition.questions.iter().position(|q| q.id == question_id);
+    match index.and_then(|i| answers.get(i)) {
+        Some(AnswerValue::Choice(value)) => value.clone(),
+        _ => NO_ANSWER.to_owned(),
+    }
+}
+
+/// Key of a breakdown cell: `b:QUESTION=VALUE`.
+pub fn breakdown_cell(question: &str, value: &str) -> String {
+    format!("b:{question}={value}")
+}
+
+/// The cells a response counts in: all respondents, one per breakdown question, and the
+/// combination of the weighting questions (`w:gender=female,age_band=25_34`).
+pub fn response_cells(definition: &SurveyDefinition, answers: &Answers) -> Vec<String> {
+    let m = &definition.measurement;
+    let mut cells = vec![ALL_CELL.to_owned()];
+    for question in &m.breakdowns {
+        cells.push(breakdown_cell(question, &breakdown_value(definition, answers, question)));
+    }
+    if !m.weighting.is_empty() {
+        let parts: Vec<String> =
+            m.weighting.iter().map(|q| format!("{q}={}", breakdown_value(definition, answers, q))).collect();
+        cells.push(format!("w:{}", parts.join(",")));
+    }
+    cells
+}
+
+/// Tallies keyed by (agency id, respondent type, cell), summed in memory before they are written.
+pub type TallyDeltas = BTreeMap<(i64, String, String), Tally>;
+
+/// Adds one response to `deltas`, at its agency and every ancestor in `path`.
+pub fn add_response(
+    deltas: &mut TallyDeltas,
+    layout: &TallyLayout,
+    path: &[i64],
+    respondent_type: &str,
+    cells: &[String],
+    tally: &Tally,
+) {
+    for agency in path {
+        for cell in cells {
+            deltas
+                .entry((*agency, respondent_type.to_owned(), cell.clone()))
+                .or_insert_with(|| layout.empty())
+                .add(tally);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::survey::answers::check_answers;
+    use crate::survey::defaults::embedded_definitions;
+
+    fn definition(id: &str) -> SurveyDefinition {
+        embedded_definitions().unwrap().into_iter().find(|d| d.id == id).unwrap()
+    }
+
+    #[test]
+    fn scores_follow_the_measurement_model() {
+        let d = definition("sipas-2017");
+        // access: 4,5,3,2,— → 2 of 4 satisfied = 50; procedures: all 5 → 100; nothing else answered.
+        let answers =
+            check_answers(&d, &json!({"c01": 4, "c02": 5, "c03": 3, "c04": 2, "c06": 5, "c07": 5, "c08": 4, "c09": 5}))
+                .unwrap();
+        let scores = respondent_scores(&d, &answers);
+        let layout = TallyLayout::new(&d);
+        assert_eq!(layout.measures[0], "sipas");
+        assert_eq!(layout.measures[1], "access");
+        assert_eq!(scores[1], Some(50.0));
+        assert_eq!(scores[2], Some(100.0));
+        assert_eq!(scores[3], None);
+        assert_eq!(scores[0], Some(75.0), "index = mean of the elements with a score");
+    }
+
+    #[test]
+    fn component_scores_average_their_elements() {
+        let d = definition("sipas-individual");
+        let answers = check_answers(&d, &json!({"p01": 5, "p02": 1, "p03": 4, "s01": 1})).unwrap();
+        let layout = TallyLayout::new(&d);
+        let scores = respondent_scores(&d, &answers);
+        let at = |id: &str| layout.measures.iter().position(|m| m == id).unwrap();
+        assert_eq!(scores[at("accountability")], Some(50.0));
+        assert_eq!(scores[at("participation")], Some(100.0));
+        assert_eq!(scores[at("policy")], Some(75.0));
+        assert_eq!(scores[at("services")], Some(0.0));
+        assert_eq!(scores[at("sipas")], Some(37.5));
+    }
+
+    #[test]
+    fn a_tally_round_trips_through_its_encoding_and_adds_up() {
+        let d = definition("sipas-individual");
+        let layout = TallyLayout::new(&d);
+        let answers =
+            check_answers(&d, &json!({"s01": 5, "gender": "female", "age_band": "25_34", "e01": "much"})).unwrap();
+        let one = response_tally(&d, &layout, &answers);
+        let mut two = one.clone();
+        two.add(&one);
+        let decoded = Tally::decode(&layout, &two.encode()).unwrap();
+        assert_eq!(decoded, two);
+        assert_eq!(decoded.respondents, 2);
+        let s01 = d.questions.iter().position(|q| q.id == "s01").unwrap();
+        assert_eq!(decoded.counts[layout.question_offsets[s01] + 4], 2, "two answers of 5");
+        assert!(Tally::decode(&layout, &[0u8; 3]).is_err());
+    }
+
+    #[test]
+    fn cells_include_breakdowns_and_the_weighting_combination() {
+        let d = definition("sipas-individual");
+        let answers = check_answers(&d, &json!({"gender": "female", "age_band": "25_34"})).unwrap();
+        let cells = response_cells(&d, &answers);
+        assert_eq!(cells[0], "*");
+        assert!(cells.contains(&"b:gender=female".to_owned()));
+        assert!(cells.contains(&"b:education=_".to_owned()));
+        assert_eq!(cells.last().unwrap(), "w:gender=female,age_band=25_34");
+    }
+}

@@ -1,0 +1,512 @@
+//! Group commit: one writer thread per process takes every submission waiting at that moment,
+//! writes them in one transaction (responses, idempotency records, tallies) and answers each only
+//! after the commit that holds it. Durability then costs one disk flush per group, not one per
+//! response. A submission refused inside the group (a replayed or reused idempotency key, a dossier
+//! already rated) never fails its neighbours.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+
+use chrono::{DateTime, SubsecRound, Utc};
+use diesel::prelude::*;
+use tokio::sync::oneshot;
+
+use super::Prepared;
+use super::tally::{Tally, TallyDeltas, TallyLayout, add_response};
+use crate::db::schema::{idempotency_keys, responses, tallies};
+use crate::db::{self, DbConnection, DbError, Pool};
+
+/// Most submissions written in one transaction.
+pub const MAX_GROUP: usize = 2_000;
+/// Submissions that may wait for the writer before callers are made to wait for room.
+const QUEUE_DEPTH: usize = 4_096;
+
+/// What became of one submission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemOutcome {
+    /// Stored, with its id and the instant it was received.
+    Created {
+        /// Response id.
+        id: String,
+        /// When it was stored (UTC, microseconds).
+        received_at: DateTime<Utc>,
+    },
+    /// A retry of an earlier request with the same idempotency key: its first result.
+    Replayed {
+        /// Status of the first result.
+        status: u16,
+        /// The first result's record (see [`created_record`]).
+        record: String,
+    },
+    /// The idempotency key was used before with a different request.
+    KeyReused,
+    /// The dossier was already rated in this campaign and agency.
+    DossierConflict,
+}
+
+/// The stored record of a created response, also the body of its 201.
+pub fn created_record(id: &str, received_at: DateTime<Utc>) -> String {
+    serde_json::json!({ "id": id, "received_at": received_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true) })
+        .to_string()
+}
+
+/// The stored record of a dossier conflict.
+pub const DOSSIER_CONFLICT_RECORD: &str = r#"{"code":"dossier_already_rated"}"#;
+
+struct Job {
+    items: Vec<Prepared>,
+    reply: oneshot::Sender<Result<Vec<ItemOutcome>, DbError>>,
+}
+
+/// Handle to the writer thread; cheap to clone.
+#[derive(Clone)]
+pub struct Writer {
+    sender: SyncSender<Job>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Writer")
+    }
+}
+
+impl Writer {
+    /// Starts the writer thread. It stops when every handle is dropped.
+    pub fn start(pool: Pool) -> Self {
+        let (sender, receiver) = sync_channel(QUEUE_DEPTH);
+        let spawned = std::thread::Builder::new().name("sipas-writer".to_owned()).spawn(move || run(pool, receiver));
+        if let Err(error) = spawned {
+            tracing::error!(error.cause = %error, "cannot start the writer thread");
+        }
+        Self { sender }
+    }
+
+    /// Writes the items (in one transaction with whatever else is waiting) and returns, in order,
+    /// what became of each, once committed.
+    pub async fn write(&self, items: Vec<Prepared>) -> Result<Vec<ItemOutcome>, DbError> {
+        let (reply, answer) = oneshot::channel();
+        let sender = self.sender.clone();
+        // `send` blocks only when the queue is full: do that off the async executor.
+        actix_web::rt::task::spawn_blocking(move || sender.send(Job { items, reply }))
+            .await
+            .map_err(|e| DbError::Unavailable(format!("writer queue: {e}")))?
+            .map_err(|_| DbError::Unavailable("the writer has stopped".to_owned()))?;
+        answer.await.map_err(|_| DbError::Unavailable("the writer stopped before answering".to_owned()))?
+    }
+}
+
+fn run(pool: Pool, receiver: Receiver<Job>) {
+    while let Ok(first) = receiver.recv() {
+        let mut jobs = vec![first];
+        let mut waiting = jobs[0].items.len();
+        while waiting < MAX_GROUP {
+            match receiver.try_recv() {
+                Ok(job) => {
+                    waiting += job.items.len();
+                    jobs.push(job);
+                }
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        let items: Vec<&Prepared> = jobs.iter().flat_map(|job| job.items.iter()).collect();
+        let result = write_group(&pool, &items);
+        let mut outcomes = match result {
+            Ok(outcomes) => outcomes.into_iter(),
+            Err(error) => {
+                tracing::warn!(error.cause = %error, group.size = items.len(), "group write failed");
+                for job in jobs {
+                    let _receiver_gone = job.reply.send(Err(clone_error(&error)));
+                }
+                continue;
+            }
+        };
+        for job in jobs {
+            let mine: Vec<ItemOutcome> = outcomes.by_ref().take(job.items.len()).collect();
+            let _receiver_gone = job.reply.send(Ok(mine));
+        }
+    }
+}
+
+fn clone_error(error: &DbError) -> DbError {
+    match error {
+        DbError::Unavailable(message) => DbError::Unavailable(message.clone()),
+        other => DbError::Unavailable(format!("write failed: {other}")),
+    }
+}
+
+/// Whether a failed group should be retried one item at a time: a concurrent writer (another
+/// process) took an idempotency key, a dossier or a tally row first.
+fn is_race(error: &DbError) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    matches!(
+        error,
+        DbError::Query(Error::DatabaseError(
+            DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::SerializationFailure,
+            _
+        ))
+    ) || matches!(error, DbError::Query(Error::DatabaseError(_, info)) if info.message().contains("deadlock"))
+}
+
+fn write_group(pool: &Pool, items: &[&Prepared]) -> Result<Vec<ItemOutcome>, DbError> {
+    let mut conn = pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?;
+    match db::write_transaction(&mut conn, |conn| write_items(conn, items, false)) {
+        Err(error) if is_race(&error) => {
+            tracing::debug!(error.cause = %error, "group raced another writer; retrying item by item");
+            db::write_transaction(&mut conn, |conn| write_items(conn, items, true))
+        }
+        other => other,
+    }
+}
+
+/// What the group decided for one item before anything is written.
+enum Plan {
+    Done(ItemOutcome),
+    /// Same key and request as an earlier item of this group: answer with that item's result.
+    SameAs(usize),
+    Create,
+    Conflict,
+}
+
+fn write_items(conn: &mut DbConnection, items: &[&Prepared], one_by_one: bool) -> Result<Vec<ItemOutcome>, DbError> {
+    let received_at = Utc::now().trunc_subsecs(6);
+    let mut plans = Vec::with_capacity(items.len());
+    let mut keys_in_group: HashMap<(&str, &str), (usize, &str)> = HashMap::new();
+    let mut dossiers_in_group: HashSet<(&str, i64, &str)> = HashSet::new();
+    for (index, item) in items.iter().enumerate() {
+        if let Some((scope, key)) = &item.idempotency {
+            if let Some((first, hash)) = keys_in_group.get(&(scope.as_str(), key.as_str())) {
+                plans.push(if *hash == item.request_hash {
+                    Plan::SameAs(*first)
+                } else {
+                    Plan::Done(ItemOutcome::KeyReused)
+                });
+                continue;
+            }
+            if let Some(outcome) = stored_result(conn, scope, key, &item.request_hash)? {
+                plans.push(Plan::Done(outcome));
+                continue;
+            }
+            keys_in_group.insert((scope, key), (index, &item.request_hash));
+        }
+        if let Some(hash) = &item.dossier_hash {
+            let campaign = item.context.campaign.id.as_str();
+            let taken = !dossiers_in_group.insert((campaign, item.agency_id, hash))
+                || dossier_rated(conn, campaign, item.agency_id, hash)?;
+            if taken {
+                plans.push(Plan::Conflict);
+                continue;
+            }
+        }
+        plans.push(Plan::Create);
+    }
+
+    let mut outcomes: Vec<Option<ItemOutcome>> = vec![None; items.len()];
+    let mut new_responses = Vec::new();
+    let mut new_keys = Vec::new();
+    for (index, (item, plan)) in items.iter().zip(&plans).enumerate() {
+        let (status, record, outcome) = match plan {
+            Plan::Done(outcome) => {
+                outcomes[index] = Some(outcome.clone());
+                continue;
+            }
+            Plan::SameAs(_) => continue,
+            Plan::Conflict => (409, DOSSIER_CONFLICT_RECORD.to_owned(), ItemOutcome::DossierConflict),
+            Plan::Create => {
+                let id = ulid::Ulid::new().to_string();
+                new_responses.push(NewResponse::of(item, &id, received_at));
+                (201, created_record(&id, received_at), ItemOutcome::Created { id, received_at })
+            }
+        };
+        if let Some((scope, key)) = &item.idempotency {
+            new_keys.push(NewIdempotencyKey {
+                scope: scope.clone(),
+                idempotency_key: key.clone(),
+                request_hash: item.request_hash.clone(),
+                status,
+                body: record,
+                created_at: received_at.naive_utc(),
+            });
+        }
+        outcomes[index] = Some(outcome);
+    }
+    if one_by_one {
+        insert_one_by_one(conn, items, &mut outcomes, new_responses, new_keys)?;
+    } else {
+        insert_responses(conn, &new_responses)?;
+        insert_keys(conn, &new_keys)?;
+    }
+    for (index, plan) in plans.iter().enumerate() {
+        if let Plan::SameAs(first) = plan {
+            outcomes[index] = outcomes[*first].as_ref().map(|o| match o {
+                ItemOutcome::Created { id, received_at } => {
+                    ItemOutcome::Replayed { status: 201, record: created_record(id, *received_at) }
+                }
+                ItemOutcome::DossierConflict => {
+                    ItemOutcome::Replayed { status: 409, record: DOSSIER_CONFLICT_RECORD.to_owned() }
+                }
+                other => other.clone(),
+            });
+        }
+    }
+    let created: HashSet<usize> = outcomes
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| matches!(o, Some(ItemOutcome::Created { .. })))
+        .map(|(i, _)| i)
+        .collect();
+    apply_tallies(conn, items, &created)?;
+    Ok(outcomes.into_iter().map(|o| o.unwrap_or(ItemOutcome::KeyReused)).collect())
+}
+
+/// The recorded result of an earlier request with this key, if any.
+fn stored_result(
+    conn: &mut DbConnection,
+    scope: &str,
+    key: &str,
+    request_hash: &str,
+) -> Result<Option<ItemOutcome>, DbError> {
+    let row: Option<(String, i32, String)> = idempotency_keys::table
+        .find((scope, key))
+        .select((idempotency_keys::request_hash, idempotency_keys::status, idempotency_keys::body))
+        .first(conn)
+        .optional()?;
+    Ok(row.map(|(hash, status, record)| {
+        if hash == request_hash {
+            ItemOutcome::Replayed { status: u16::try_from(status).unwrap_or(500), record }
+        } else {
+            ItemOutcome::KeyReused
+        }
+    }))
+}
+
+fn dossier_rated(conn: &mut DbConnection, campaign: &str, agency_id: i64, hash: &str) -> Result<bool, DbError> {
+    let count: i64 = responses::table
+        .filter(responses::campaign_id.eq(campaign))
+        .filter(responses::agency_id.eq(agency_id))
+        .filter(responses::dossier_hash.eq(hash))
+        .count()
+        .get_result(conn)?;
+    Ok(count > 0)
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = responses)]
+struct NewResponse {
+    id: String,
+    campaign_id: String,
+    agency_id: i64,
+    respondent_type: String,
+    language: String,
+    channel: String,
+    key_id: Option<i64>,
+    service: Option<String>,
+    dossier_hash: Option<String>,
+    answers: String,
+    completed_at: Option<chrono::NaiveDateTime>,
+    received_at: chrono::NaiveDateTime,
+}
+
+impl NewResponse {
+    fn of(item: &Prepared, id: &str, received_at: DateTime<Utc>) -> Self {
+        Self {
+            id: id.to_owned(),
+            campaign_id: item.context.campaign.id.clone(),
+            agency_id: item.agency_id,
+            respondent_type: item.respondent_type.clone(),
+            language: item.language.clone(),
+            channel: item.channel.as_str().to_owned(),
+            key_id: item.key_id,
+            service: item.service.clone(),
+            dossier_hash: item.dossier_hash.clone(),
+            answers: item.answers.encode(),
+            completed_at: item.completed_at.map(|at| at.naive_utc()),
+            received_at: received_at.naive_utc(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = idempotency_keys)]
+struct NewIdempotencyKey {
+    scope: String,
+    idempotency_key: String,
+    request_hash: String,
+    status: i32,
+    body: String,
+    created_at: chrono::NaiveDateTime,
+}
+
+/// Rows per multi-row INSERT (SQLite allows 32,766 bound parameters; responses have 12 columns).
+const INSERT_CHUNK: usize = 1_000;
+
+fn insert_responses(conn: &mut DbConnection, rows: &[NewResponse]) -> Result<(), DbError> {
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        match conn {
+            DbConnection::Postgres(pg) => diesel::insert_into(responses::table).values(chunk).execute(pg)?,
+            DbConnection::Sqlite(sqlite) => diesel::insert_into(responses::table).values(chunk).execute(sqlite)?,
+        };
+    }
+    Ok(())
+}
+
+fn insert_keys(conn: &mut DbConnection, rows: &[NewIdempotencyKey]) -> Result<(), DbError> {
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        match conn {
+            DbConnection::Postgres(pg) => diesel::insert_into(idempotency_keys::table).values(chunk).execute(pg)?,
+            DbConnection::Sqlite(sqlite) => {
+                diesel::insert_into(idempotency_keys::table).values(chunk).execute(sqlite)?
+            }
+        };
+    }
+    Ok(())
+}
+
+/// After a race: each item in its own savepoint, so that one that lost (its key or dossier was
+/// taken meanwhile by another process) is answered from the winner's record and the rest are kept.
+fn insert_one_by_one(
+    conn: &mut DbConnection,
+    items: &[&Prepared],
+    outcomes: &mut [Option<ItemOutcome>],
+    responses_to_insert: Vec<NewResponse>,
+    keys: Vec<NewIdempotencyKey>,
+) -> Result<(), DbError> {
+    let mut responses_by_id: HashMap<String, NewResponse> =
+        responses_to_insert.into_iter().map(|r| (r.id.clone(), r)).collect();
+    let mut keys_by_id: HashMap<(String, String), NewIdempotencyKey> =
+        keys.into_iter().map(|k| ((k.scope.clone(), k.idempotency_key.clone()), k)).collect();
+    for (index, item) in items.iter().enumerate() {
+        let response = match &outcomes[index] {
+            Some(ItemOutcome::Created { id, .. }) => responses_by_id.remove(id),
+            Some(ItemOutcome::DossierConflict) => None,
+            _ => continue,
+        };
+        let key = item.idempotency.as_ref().and_then(|k| keys_by_id.remove(k));
+        let attempt = conn.transaction::<_, diesel::result::Error, _>(|conn| {
+            if let Some(response) = &response {
+                diesel::insert_into(responses::table).values(response.clone()).execute(conn)?;
+            }
+            if let Some(key) = &key {
+                diesel::insert_into(idempotency_keys::table).values(key.clone()).execute(conn)?;
+            }
+            Ok(())
+        });
+        match attempt.map_err(DbError::from) {
+            Ok(()) => {}
+            Err(error) if error.is_unique_violation() => {
+                let replay = match &item.idempotency {
+                    Some((scope, key)) => stored_result(conn, scope, key, &item.request_hash)?,
+                    None => None,
+                };
+                outcomes[index] = Some(replay.unwrap_or(ItemOutcome::DossierConflict));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+type TallyKey = (i64, String, String);
+
+/// Adds the created responses to their tally rows (their agency and every ancestor), reading and
+/// writing each touched row once per group. Rows are locked in key order on PostgreSQL, so that
+/// concurrent writers in other processes neither lose updates nor deadlock.
+fn apply_tallies(conn: &mut DbConnection, items: &[&Prepared], created: &HashSet<usize>) -> Result<(), DbError> {
+    let mut by_campaign: BTreeMap<String, (TallyLayout, TallyDeltas)> = BTreeMap::new();
+    for (index, item) in items.iter().enumerate() {
+        if !created.contains(&index) {
+            continue;
+        }
+        let (layout, deltas) = by_campaign
+            .entry(item.context.campaign.id.clone())
+            .or_insert_with(|| (item.context.layout.clone(), TallyDeltas::new()));
+        add_response(deltas, layout, &item.path, &item.respondent_type, &item.cells, &item.tally);
+    }
+    for (campaign, (layout, deltas)) in by_campaign {
+        apply_campaign_tallies(conn, &campaign, &layout, deltas)?;
+    }
+    Ok(())
+}
+
+type StoredTally = (i64, String, String, Vec<u8>);
+
+fn apply_campaign_tallies(
+    conn: &mut DbConnection,
+    campaign: &str,
+    layout: &TallyLayout,
+    deltas: TallyDeltas,
+) -> Result<(), DbError> {
+    let agency_ids: Vec<i64> =
+        deltas.keys().map(|(a, _, _)| *a).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let wanted: HashSet<&TallyKey> = deltas.keys().collect();
+    let mut stored: HashMap<TallyKey, Tally> = HashMap::new();
+    for chunk in agency_ids.chunks(500) {
+        let query = tallies::table
+            .filter(tallies::campaign_id.eq(campaign))
+            .filter(tallies::agency_id.eq_any(chunk.to_vec()))
+            .order((tallies::agency_id, tallies::respondent_type, tallies::cell))
+            .select((tallies::agency_id, tallies::respondent_type, tallies::cell, tallies::data));
+        let rows: Vec<StoredTally> = match conn {
+            DbConnection::Postgres(pg) => {
+                // Create missing rows first, so that FOR UPDATE below locks every row we touch.
+                let missing: Vec<_> = deltas
+                    .keys()
+                    .filter(|(a, _, _)| chunk.contains(a))
+                    .map(|(a, t, c)| {
+                        (
+                            tallies::campaign_id.eq(campaign),
+                            tallies::agency_id.eq(*a),
+                            tallies::respondent_type.eq(t.clone()),
+                            tallies::cell.eq(c.clone()),
+                            tallies::respondents.eq(0i64),
+                            tallies::data.eq(layout.empty().encode()),
+                        )
+                    })
+                    .collect();
+                for insert_chunk in missing.chunks(INSERT_CHUNK / 2) {
+                    diesel::insert_into(tallies::table).values(insert_chunk).on_conflict_do_nothing().execute(pg)?;
+                }
+                query.for_update().load(pg)?
+            }
+            DbConnection::Sqlite(sqlite) => query.load(sqlite)?,
+        };
+        for (agency, respondent_type, cell, data) in rows {
+            let key = (agency, respondent_type, cell);
+            if !wanted.contains(&key) {
+                continue;
+            }
+            let tally = Tally::decode(layout, &data)
+                .map_err(|e| DbError::Query(diesel::result::Error::DeserializationError(Box::new(e))))?;
+            stored.insert(key, tally);
+        }
+    }
+    let mut inserts = Vec::new();
+    for (key, delta) in deltas {
+        match stored.get_mut(&key) {
+            Some(tally) => {
+                tally.add(&delta);
+                let (agency, respondent_type, cell) = &key;
+                diesel::update(tallies::table.find((campaign, *agency, respondent_type.as_str(), cell.as_str())))
+                    .set((tallies::respondents.eq(tally.respondents as i64), tallies::data.eq(tally.encode())))
+                    .execute(conn)?;
+            }
+            None => {
+                let (agency, respondent_type, cell) = key;
+                inserts.push((
+                    tallies::campaign_id.eq(campaign.to_owned()),
+                    tallies::agency_id.eq(agency),
+                    tallies::respondent_type.eq(respondent_type),
+                    tallies::cell.eq(cell),
+                    tallies::respondents.eq(delta.respondents as i64),
+                    tallies::data.eq(delta.encode()),
+                ));
+            }
+        }
+    }
+    for chunk in inserts.chunks(INSERT_CHUNK / 2) {
+        match conn {
+            DbConnection::Postgres(pg) => diesel::insert_into(tallies::table).values(chunk).execute(pg)?,
+            DbConnection::Sqlite(sqlite) => diesel::insert_into(tallies::table).values(chunk).execute(sqlite)?,
+        };
+    }
+    Ok(())
+}

@@ -1,0 +1,317 @@
+//! Checking a response's answers against a definition, and their compact stored form: one JSON
+//! array aligned with the definition's questions (`[4,5,null,"kinh",["a","b"]]`), trailing
+//! unanswered questions dropped. A response names its (survey, version), so the alignment is fixed.
+
+use std::collections::HashSet;
+
+use serde_json::{Map, Value};
+use unicode_normalization::UnicodeNormalization;
+
+use super::model::{Question, QuestionKind, SurveyDefinition};
+
+/// Longest accepted text answer when the definition sets no limit.
+pub const DEFAULT_TEXT_LIMIT: usize = 4_000;
+/// Most problems listed for one response (a request with 10,000 unknown answers gets a
+/// readable error, not a megabyte).
+pub const MAX_LISTED_PROBLEMS: usize = 100;
+
+/// One answer, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnswerValue {
+    /// A scale point or an integer.
+    Number(i64),
+    /// A single choice.
+    Choice(String),
+    /// Several distinct choices.
+    Choices(Vec<String>),
+    /// Free text, NFC-normalised.
+    Text(String),
+}
+
+/// A response's answers, aligned with the definition's questions (`None`: not answered).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answers(pub Vec<Option<AnswerValue>>);
+
+/// One thing wrong with an answer or with the answers object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnswerProblem {
+    /// `answers.QUESTION_ID`, or `answers` for the whole object.
+    pub field: String,
+    /// Stable code: `unknown_question`, `required`, `wrong_type`, `out_of_range`, `unknown_option`,
+    /// `duplicate_choice`, `too_long`.
+    pub code: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn problem(question: &str, code: &'static str, message: impl Into<String>) -> AnswerProblem {
+    AnswerProblem { field: format!("answers.{question}"), code, message: message.into() }
+}
+
+/// Checks an `answers` object against the definition, collecting every problem.
+pub fn check_answers(definition: &SurveyDefinition, answers: &Value) -> Result<Answers, Vec<AnswerProblem>> {
+    let Value::Object(object) = answers else {
+        return Err(vec![AnswerProblem {
+            field: "answers".to_owned(),
+            code: "wrong_type",
+            message: "must be an object of question id → answer".to_owned(),
+        }]);
+    };
+    let mut problems = Vec::new();
+    for key in object.keys() {
+        if definition.question(key).is_none() {
+            problems.push(problem(
+                key,
+                "unknown_question",
+                format!("survey `{}` has no question `{key}`", definition.id),
+            ));
+        }
+    }
+    let mut values = Vec::with_capacity(definition.questions.len());
+    for question in &definition.questions {
+        let value = match object.get(&question.id) {
+            None | Some(Value::Null) => None,
+            Some(raw) => match check_one(question, raw) {
+                Ok(value) => value,
+                Err(p) => {
+                    problems.push(p);
+                    None
+                }
+            },
+        };
+        if value.is_none()
+            && question.required
+            && !problems.iter().any(|p| p.field == format!("answers.{}", question.id))
+        {
+            problems.push(problem(&question.id, "required", "this question must be answered"));
+        }
+        values.push(value);
+    }
+    if problems.is_empty() {
+        Ok(Answers(values))
+    } else {
+        problems.truncate(MAX_LISTED_PROBLEMS);
+        Err(problems)
+    }
+}
+
+fn integer_of(raw: &Value) -> Option<i64> {
+    match raw {
+        Value::Number(n) => {
+            n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64))
+        }
+        _ => None,
+    }
+}
+
+fn option_of(question: &Question, raw: &Value) -> Result<String, AnswerProblem> {
+    let text = match raw {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return Err(problem(&question.id, "wrong_type", "must be one of the option values, as a string")),
+    };
+    if question.options.iter().any(|o| o.value == text) {
+        Ok(text)
+    } else {
+        let allowed: Vec<&str> = question.options.iter().map(|o| o.value.as_str()).collect();
+        let shown: String = text.chars().take(64).collect();
+        Err(problem(&question.id, "unknown_option", format!("`{shown}` is not one of {}", allowed.join(", "))))
+    }
+}
+
+fn check_one(question: &Question, raw: &Value) -> Result<Option<AnswerValue>, AnswerProblem> {
+    match question.kind {
+        QuestionKind::Scale | QuestionKind::Integer => {
+            let number =
+                integer_of(raw).ok_or_else(|| problem(&question.id, "wrong_type", "must be a whole number"))?;
+            let (min, max) = (question.min.unwrap_or(i64::MIN), question.max.unwrap_or(i64::MAX));
+            if number < min || number > max {
+                let bounds = match (question.min, question.max) {
+                    (Some(min), Some(max)) => format!("from {min} to {max}"),
+                    (Some(min), None) => format!("at least {min}"),
+                    (None, Some(max)) => format!("at most {max}"),
+                    (None, None) => String::new(),
+                };
+                return Err(problem(&question.id, "out_of_range", format!("{number} is outside the scale: {bounds}")));
+            }
+            Ok(Some(AnswerValue::Number(number)))
+        }
+        QuestionKind::SingleChoice => option_of(question, raw).map(|v| Some(AnswerValue::Choice(v))),
+        QuestionKind::MultiChoice => {
+            let Value::Array(items) = raw else {
+                return Err(problem(&question.id, "wrong_type", "must be an array of option values"));
+            };
+            if items.len() > question.options.len() {
+                return Err(problem(&question.id, "duplicate_choice", "more choices than the question has options"));
+            }
+            let mut seen = HashSet::new();
+            let mut chosen = Vec::with_capacity(items.len());
+            for item in items {
+                let value = option_of(question, item)?;
+                if !seen.insert(value.clone()) {
+                    return Err(problem(&question.id, "duplicate_choice", format!("`{value}` is chosen twice")));
+                }
+                chosen.push(value);
+            }
+            // Stored in the definition's option order, so that equal answers compare equal.
+            chosen.sort_by_key(|v| question.options.iter().position(|o| &o.value == v));
+            Ok((!chosen.is_empty()).then_some(AnswerValue::Choices(chosen)))
+        }
+        QuestionKind::Text => {
+            let Value::String(text) = raw else {
+                return Err(problem(&question.id, "wrong_type", "must be a string"));
+            };
+            let text: String = text.trim().nfc().collect();
+            let limit = question.max_length.map_or(DEFAULT_TEXT_LIMIT, |l| l as usize);
+            let length = text.chars().count();
+            if length > limit {
+                return Err(problem(&question.id, "too_long", format!("{length} characters; at most {limit}")));
+            }
+            Ok((!text.is_empty()).then_some(AnswerValue::Text(text)))
+        }
+    }
+}
+
+impl Answers {
+    /// The answer to the question at `index` in the definition.
+    pub fn get(&self, index: usize) -> Option<&AnswerValue> {
+        self.0.get(index).and_then(Option::as_ref)
+    }
+
+    /// The compact stored form.
+    pub fn encode(&self) -> String {
+        let last = self.0.iter().rposition(Option::is_some).map_or(0, |i| i + 1);
+        let items: Vec<Value> = self.0[..last]
+            .iter()
+            .map(|answer| match answer {
+                None => Value::Null,
+                Some(AnswerValue::Number(n)) => Value::from(*n),
+                Some(AnswerValue::Choice(c)) => Value::from(c.clone()),
+                Some(AnswerValue::Choices(cs)) => Value::from(cs.clone()),
+                Some(AnswerValue::Text(t)) => Value::from(t.clone()),
+            })
+            .collect();
+        Value::Array(items).to_string()
+    }
+
+    /// Reads the stored form back, for the definition it was checked against.
+    pub fn decode(definition: &SurveyDefinition, stored: &str) -> Result<Self, String> {
+        let Value::Array(items) = serde_json::from_str(stored).map_err(|e| e.to_string())? else {
+            return Err("stored answers are not an array".to_owned());
+        };
+        if items.len() > definition.questions.len() {
+            return Err("more stored answers than questions".to_owned());
+        }
+        let mut values = Vec::with_capacity(definition.questions.len());
+        for (question, item) in definition.questions.iter().zip(items.iter().map(Some).chain(std::iter::repeat(None))) {
+            let value = match item {
+                None | Some(Value::Null) => None,
+                Some(raw) => check_one(question, raw).map_err(|p| format!("{}: {}", p.field, p.message))?,
+            };
+            values.push(value);
+        }
+        Ok(Self(values))
+    }
+
+    /// The answers as an object keyed by question id, as clients send them.
+    pub fn to_object(&self, definition: &SurveyDefinition) -> Map<String, Value> {
+        let mut object = Map::new();
+        for (question, answer) in definition.questions.iter().zip(&self.0) {
+            let value = match answer {
+                None => continue,
+                Some(AnswerValue::Number(n)) => Value::from(*n),
+                Some(AnswerValue::Choice(c)) => Value::from(c.clone()),
+                Some(AnswerValue::Choices(cs)) => Value::from(cs.clone()),
+                Some(AnswerValue::Text(t)) => Value::from(t.clone()),
+            };
+            object.insert(question.id.clone(), value);
+        }
+        object
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::survey::defaults::embedded_definitions;
+
+    fn dossier() -> SurveyDefinition {
+        embedded_definitions().unwrap().into_iter().find(|d| d.id == "dossier-rating").unwrap()
+    }
+
+    fn individual() -> SurveyDefinition {
+        embedded_definitions().unwrap().into_iter().find(|d| d.id == "sipas-individual").unwrap()
+    }
+
+    fn codes(result: Result<Answers, Vec<AnswerProblem>>) -> Vec<(String, &'static str)> {
+        result.err().unwrap_or_default().into_iter().map(|p| (p.field, p.code)).collect()
+    }
+
+    #[test]
+    fn a_complete_rating_is_accepted_and_round_trips() {
+        let definition = dossier();
+        let answers = json!({"d1_total_time": 2, "d2_agency_time": 2, "d3_contacts": 1, "d4_agencies": 2,
+            "d5_one_stop": 2, "d6_disclosure": 0, "d7_attitude": 2, "d8_feedback": 2, "overall_level": "satisfied"});
+        let checked = check_answers(&definition, &answers).unwrap();
+        let stored = checked.encode();
+        assert_eq!(stored, r#"[2,2,1,2,2,0,2,2,null,"satisfied"]"#);
+        assert_eq!(Answers::decode(&definition, &stored).unwrap(), checked);
+        assert_eq!(Value::Object(checked.to_object(&definition)), answers);
+    }
+
+    #[test]
+    fn every_fault_is_listed_at_once() {
+        let definition = dossier();
+        let answers = json!({"d1_total_time": 3, "d2_agency_time": "2", "d3_contacts": 1.5, "d4_agencies": {"x": 1},
+            "d5_one_stop": 2, "d6_disclosure": 0, "d7_attitude": 2, "overall_level": "great", "colour": "red"});
+        let mut found = codes(check_answers(&definition, &answers));
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                ("answers.colour".to_owned(), "unknown_question"),
+                ("answers.d1_total_time".to_owned(), "out_of_range"),
+                ("answers.d2_agency_time".to_owned(), "wrong_type"),
+                ("answers.d3_contacts".to_owned(), "wrong_type"),
+                ("answers.d4_agencies".to_owned(), "wrong_type"),
+                ("answers.d8_feedback".to_owned(), "required"),
+                ("answers.overall_level".to_owned(), "unknown_option"),
+            ]
+        );
+    }
+
+    #[test]
+    fn choices_texts_and_their_limits() {
+        let definition = crate::survey::defaults::embedded_definitions()
+            .unwrap()
+            .into_iter()
+            .find(|d| d.id == "sipas-2017")
+            .unwrap();
+        let ok =
+            check_answers(&definition, &json!({"expectation_priority": ["time", "premises"], "comment": "  Tốt  "}))
+                .unwrap();
+        let index = definition.questions.iter().position(|q| q.id == "expectation_priority").unwrap();
+        assert_eq!(ok.get(index), Some(&AnswerValue::Choices(vec!["premises".into(), "time".into()])));
+        let comment = definition.questions.iter().position(|q| q.id == "comment").unwrap();
+        assert_eq!(ok.get(comment), Some(&AnswerValue::Text("Tốt".into())));
+        let found = codes(check_answers(&definition, &json!({"expectation_priority": ["time", "time"]})));
+        assert_eq!(found, [("answers.expectation_priority".to_owned(), "duplicate_choice")]);
+        let found = codes(check_answers(&definition, &json!({"comment": "x".repeat(1001)})));
+        assert_eq!(found, [("answers.comment".to_owned(), "too_long")]);
+        let found = codes(check_answers(&definition, &json!([1, 2])));
+        assert_eq!(found, [("answers".to_owned(), "wrong_type")]);
+    }
+
+    #[test]
+    fn huge_numbers_and_floats_are_refused_and_the_problem_list_is_bounded() {
+        let definition = individual();
+        let found =
+            codes(check_answers(&definition, &json!({"s01": 1e300, "s02": 18446744073709551615u64, "s03": 4.0})));
+        assert_eq!(found.len(), 2, "{found:?}");
+        let many: Map<String, Value> = (0..10_000).map(|i| (format!("x{i}"), json!(1))).collect();
+        let found = codes(check_answers(&definition, &Value::Object(many)));
+        assert_eq!(found.len(), MAX_LISTED_PROBLEMS);
+    }
+}

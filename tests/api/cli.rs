@@ -33,7 +33,11 @@ fn an_unreachable_database_is_a_clear_error_not_a_panic() {
 
 #[test]
 fn every_subcommand_has_help() {
-    let commands: [&[&str]; 12] = [
+    let commands: [&[&str]; 16] = [
+        &["campaigns"],
+        &["campaigns", "create"],
+        &["campaigns", "list"],
+        &["tallies", "verify"],
         &["serve"],
         &["migrate"],
         &["defs"],
@@ -159,4 +163,62 @@ fn keys_create_prints_the_secret_alone_on_stdout() {
     assert!(sipas(&database, &["keys", "revoke", "1"]).status.success());
     assert!(stdout(&sipas(&database, &["keys", "list"])).contains("revoked"));
     assert_eq!(sipas(&database, &["keys", "revoke", "99"]).status.code(), Some(1));
+}
+
+#[test]
+fn campaigns_are_created_and_listed_from_the_command_line() {
+    let database = TestDatabase::new();
+    let output = sipas(
+        &database,
+        &[
+            "campaigns",
+            "create",
+            "--id",
+            "hn-2026",
+            "--survey",
+            "sipas-individual",
+            "--title-vi",
+            "Hà Nội 2026",
+            "--title-en",
+            "Ha Noi 2026",
+            "--agency",
+            "01",
+            "--opens-at",
+            "2026-01-01T00:00:00Z",
+            "--closes-at",
+            "2027-01-01T00:00:00Z",
+            "--channel",
+            "api",
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let listing = stdout(&sipas(&database, &["campaigns", "list"]));
+    assert!(listing.contains("hn-2026") && listing.contains("sipas-individual"), "{listing}");
+    let output = sipas(
+        &database,
+        &[
+            "campaigns",
+            "create",
+            "--id",
+            "x",
+            "--survey",
+            "sipas-individual",
+            "--title-vi",
+            "X",
+            "--agency",
+            "99999",
+            "--opens-at",
+            "2026-01-01T00:00:00Z",
+            "--closes-at",
+            "2025-01-01T00:00:00Z",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert!(
+        message.contains("agencies[0]") && message.contains("closes_at") && message.contains("title.en"),
+        "{message}"
+    );
+    let verified = sipas(&database, &["tallies", "verify"]);
+    assert!(verified.status.success(), "{}", stderr(&verified));
 }

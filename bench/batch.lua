@@ -1,0 +1,25 @@
+-- wrk script: POST batches of BATCH_SIZE complete responses, each item with a unique client_id.
+local file = assert(io.open(os.getenv("BODY"), "rb"))
+local item = file:read("*a"):gsub("}%s*$", "")
+file:close()
+local size = tonumber(os.getenv("BATCH_SIZE") or "1000")
+local counter = 0
+local prefix = tostring(math.random(1, 1e9))
+
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("KEY")
+
+function request()
+  local parts = {}
+  for i = 1, size do
+    counter = counter + 1
+    parts[i] = item .. ',"client_id":"' .. prefix .. "-" .. counter .. '"}'
+  end
+  return wrk.format(nil, nil, nil, '{"items":[' .. table.concat(parts, ",") .. "]}")
+end
+
+function done(summary, latency, requests)
+  io.write(string.format("non-2xx: %d\n", summary.errors.status))
+  io.write(string.format("batches/s %.2f -> responses/s %.0f\n", summary.requests / (summary.duration / 1e6), size * summary.requests / (summary.duration / 1e6)))
+end

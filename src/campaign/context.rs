@@ -137,6 +137,13 @@ impl CampaignCache {
         }
     }
 
+    /// The cached context when it is fresh enough to use without asking the database (no I/O, so
+    /// callable on the async executor).
+    pub fn fresh(&self, id: &str) -> Option<Arc<CampaignContext>> {
+        let entries = self.entries.read().ok()?;
+        entries.get(id).filter(|context| context.loaded_at.elapsed() < RECHECK_AFTER).cloned()
+    }
+
     fn store(&self, id: &str, context: Arc<CampaignContext>) {
         if let Ok(mut entries) = self.entries.write() {
             entries.insert(id.to_owned(), context);

@@ -85,12 +85,20 @@ impl Writer {
     /// what became of each, once committed.
     pub async fn write(&self, items: Vec<Prepared>) -> Result<Vec<ItemOutcome>, DbError> {
         let (reply, answer) = oneshot::channel();
-        let sender = self.sender.clone();
-        // `send` blocks only when the queue is full: do that off the async executor.
-        actix_web::rt::task::spawn_blocking(move || sender.send(Job { items, reply }))
-            .await
-            .map_err(|e| DbError::Unavailable(format!("writer queue: {e}")))?
-            .map_err(|_| DbError::Unavailable("the writer has stopped".to_owned()))?;
+        match self.sender.try_send(Job { items, reply }) {
+            Ok(()) => {}
+            Err(std::sync::mpsc::TrySendError::Full(job)) => {
+                // The queue is full: wait for room off the async executor.
+                let sender = self.sender.clone();
+                actix_web::rt::task::spawn_blocking(move || sender.send(job))
+                    .await
+                    .map_err(|e| DbError::Unavailable(format!("writer queue: {e}")))?
+                    .map_err(|_| DbError::Unavailable("the writer has stopped".to_owned()))?;
+            }
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+                return Err(DbError::Unavailable("the writer has stopped".to_owned()));
+            }
+        }
         answer.await.map_err(|_| DbError::Unavailable("the writer stopped before answering".to_owned()))?
     }
 }

@@ -78,6 +78,13 @@ pub fn json_error(error: actix_web::error::JsonPayloadError, _request: &HttpRequ
     api_error.into()
 }
 
+/// The request's media type without parameters, lowercase (`application/json`), or empty.
+pub fn media_type(request: &HttpRequest) -> String {
+    let content_type =
+        request.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()
+}
+
 /// Error handler for raw bodies over the size limit.
 pub fn payload_error(error: actix_web::error::PayloadError) -> ApiError {
     match error {

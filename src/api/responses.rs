@@ -85,8 +85,7 @@ pub struct StoredResponse {
 
 /// Reads a JSON body up to `limit` bytes: 415 when it is not JSON, 413 when too large.
 async fn read_json(request: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Value, ApiError> {
-    let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let media = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let media = super::media_type(request);
     if media != "application/json" && !(media.starts_with("application/") && media.ends_with("+json")) {
         return Err(ApiError::new(ErrorCode::UnsupportedMediaType, "send the body as application/json"));
     }
@@ -193,19 +192,11 @@ pub async fn create(
         .remove(&campaign_id)
         .ok_or_else(|| invalid(vec![unknown_campaign(&campaign_id)]))?;
     let origin = Origin { channel: Channel::Api, principal: Some(principal) };
-    let prepared = intake::prepare(
-        context,
-        submission,
-        &origin,
-        Utc::now(),
-        &state.dossier_secret,
-        intake::request_hash(&body),
-        idempotency,
-    )
-    .map_err(|refusal| match refusal {
-        Refusal::Invalid(problems) => invalid(problems),
-        Refusal::Forbidden(message) => ApiError::new(ErrorCode::Forbidden, message),
-    })?;
+    let prepared = intake::prepare(context, submission, &origin, Utc::now(), &state.dossier_secret, idempotency, &body)
+        .map_err(|refusal| match refusal {
+            Refusal::Invalid(problems) => invalid(problems),
+            Refusal::Forbidden(message) => ApiError::new(ErrorCode::Forbidden, message),
+        })?;
     let outcome = state.writer.write(vec![prepared]).await?.into_iter().next();
     match outcome {
         Some(ItemOutcome::Created { id, received_at }) => Ok(HttpResponse::Created()
@@ -309,15 +300,7 @@ pub async fn batch(
             results.push(refuse(422, vec![unknown_campaign(&submission.campaign)]));
             continue;
         };
-        match intake::prepare(
-            context,
-            submission,
-            &origin,
-            now,
-            &state.dossier_secret,
-            intake::request_hash(item),
-            Some(key),
-        ) {
+        match intake::prepare(context, submission, &origin, now, &state.dossier_secret, Some(key), item) {
             Ok(prepared) => {
                 to_write.push((index, prepared));
                 results.push(refuse(0, Vec::new()));

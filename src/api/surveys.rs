@@ -1,6 +1,5 @@
 //! Published survey definitions: public reads, and publishing for admins.
 
-use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -112,12 +111,7 @@ pub async fn publish(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     key.require(&[Role::Admin])?;
-    let content_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
-        .unwrap_or_default();
+    let content_type = super::media_type(&request);
     let text =
         std::str::from_utf8(&body).map_err(|_| ApiError::new(ErrorCode::MalformedBody, "the body is not UTF-8"))?;
     let parsed = match content_type.as_str() {

@@ -313,12 +313,37 @@ fn channel_text(channels: &[Channel]) -> String {
     set.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(",")
 }
 
-type CampaignRow =
-    (String, String, i32, String, NaiveDateTime, NaiveDateTime, String, i32, bool, NaiveDateTime, NaiveDateTime);
+/// A campaign as stored.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = campaigns)]
+struct CampaignRow {
+    id: String,
+    survey_id: String,
+    survey_version: i32,
+    title: String,
+    opens_at: NaiveDateTime,
+    closes_at: NaiveDateTime,
+    channels: String,
+    min_n: i32,
+    results_public: bool,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+}
 
 fn from_row(conn: &mut DbConnection, row: CampaignRow) -> Result<Campaign, DbError> {
-    let (id, survey, version, title, opens_at, closes_at, channels, min_n, results_public, created_at, updated_at) =
-        row;
+    let CampaignRow {
+        id,
+        survey_id: survey,
+        survey_version: version,
+        title,
+        opens_at,
+        closes_at,
+        channels,
+        min_n,
+        results_public,
+        created_at,
+        updated_at,
+    } = row;
     let agencies: Vec<String> = campaign_agencies::table
         .inner_join(agencies::table)
         .filter(campaign_agencies::campaign_id.eq(&id))
@@ -343,43 +368,16 @@ fn from_row(conn: &mut DbConnection, row: CampaignRow) -> Result<Campaign, DbErr
     })
 }
 
-fn columns() -> (
-    campaigns::id,
-    campaigns::survey_id,
-    campaigns::survey_version,
-    campaigns::title,
-    campaigns::opens_at,
-    campaigns::closes_at,
-    campaigns::channels,
-    campaigns::min_n,
-    campaigns::results_public,
-    campaigns::created_at,
-    campaigns::updated_at,
-) {
-    (
-        campaigns::id,
-        campaigns::survey_id,
-        campaigns::survey_version,
-        campaigns::title,
-        campaigns::opens_at,
-        campaigns::closes_at,
-        campaigns::channels,
-        campaigns::min_n,
-        campaigns::results_public,
-        campaigns::created_at,
-        campaigns::updated_at,
-    )
-}
-
 /// One campaign.
 pub fn get(conn: &mut DbConnection, id: &str) -> Result<Option<Campaign>, DbError> {
-    let row: Option<CampaignRow> = campaigns::table.find(id).select(columns()).first(conn).optional()?;
+    let row: Option<CampaignRow> = campaigns::table.find(id).select(CampaignRow::as_select()).first(conn).optional()?;
     row.map(|row| from_row(conn, row)).transpose()
 }
 
 /// Every campaign, newest opening first.
 pub fn list(conn: &mut DbConnection) -> Result<Vec<Campaign>, DbError> {
-    let rows: Vec<CampaignRow> = campaigns::table.select(columns()).order(campaigns::opens_at.desc()).load(conn)?;
+    let rows: Vec<CampaignRow> =
+        campaigns::table.select(CampaignRow::as_select()).order(campaigns::opens_at.desc()).load(conn)?;
     rows.into_iter().map(|row| from_row(conn, row)).collect()
 }
 

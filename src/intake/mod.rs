@@ -179,14 +179,24 @@ pub struct Prepared {
     pub channel: Channel,
     /// Key that posted it.
     pub key_id: Option<i64>,
-    /// Idempotency scope and key, when the client gave one.
-    pub idempotency: Option<(String, String)>,
-    /// Hash of the submission, to tell a retry from a different request under the same key.
-    pub request_hash: String,
+    /// The idempotency key, when the client gave one.
+    pub idempotency: Option<Idempotency>,
     /// The response's contribution to its tallies.
     pub tally: Tally,
     /// The tally cells it counts in.
     pub cells: Vec<String>,
+}
+
+/// An idempotency key in its scope, with the hash of the request it came with (to tell a retry
+/// from a different request under the same key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    /// The namespace: the API key, or the channel.
+    pub scope: String,
+    /// The client's key.
+    pub key: String,
+    /// Hash of the request's content.
+    pub request_hash: String,
 }
 
 /// Why a submission was refused before reaching the database.
@@ -229,15 +239,16 @@ pub fn dossier_hash(secret: &[u8], campaign: &str, agency_id: i64, dossier: &str
 
 /// Checks a submission against its campaign (everything that needs no database lock): the
 /// campaign is open on this channel, the agency belongs to it and to the key's scope, the answers
-/// fit the definition.
+/// fit the definition. `request` is the submission as received; it is hashed only when the client
+/// gave an idempotency key.
 pub fn prepare(
     context: Arc<CampaignContext>,
     submission: Submission,
     origin: &Origin,
     now: DateTime<Utc>,
     dossier_secret: &[u8],
-    request_hash: String,
     idempotency_key: Option<String>,
+    request: &Value,
 ) -> Result<Prepared, Refusal> {
     let campaign = &context.campaign;
     let definition = &context.definition;
@@ -314,8 +325,11 @@ pub fn prepare(
         completed_at: submission.completed_at,
         channel: origin.channel,
         key_id: origin.principal.as_ref().map(|p| p.key_id),
-        idempotency: idempotency_key.map(|key| (origin.idempotency_scope(), key)),
-        request_hash,
+        idempotency: idempotency_key.map(|key| Idempotency {
+            scope: origin.idempotency_scope(),
+            key,
+            request_hash: request_hash(request),
+        }),
         tally,
         cells,
         context,

@@ -11,8 +11,8 @@ use chrono::{DateTime, SubsecRound, Utc};
 use diesel::prelude::*;
 use tokio::sync::oneshot;
 
-use super::Prepared;
 use super::tally::{Tally, TallyDeltas, TallyLayout, add_response};
+use super::{Idempotency, Prepared};
 use crate::db::schema::{idempotency_keys, responses, tallies};
 use crate::db::{self, DbConnection, DbError, Pool};
 
@@ -181,20 +181,20 @@ fn write_items(conn: &mut DbConnection, items: &[&Prepared], one_by_one: bool) -
     let mut keys_in_group: HashMap<(&str, &str), (usize, &str)> = HashMap::new();
     let mut dossiers_in_group: HashSet<(&str, i64, &str)> = HashSet::new();
     for (index, item) in items.iter().enumerate() {
-        if let Some((scope, key)) = &item.idempotency {
+        if let Some(Idempotency { scope, key, request_hash }) = &item.idempotency {
             if let Some((first, hash)) = keys_in_group.get(&(scope.as_str(), key.as_str())) {
-                plans.push(if *hash == item.request_hash {
+                plans.push(if hash == request_hash {
                     Plan::SameAs(*first)
                 } else {
                     Plan::Done(ItemOutcome::KeyReused)
                 });
                 continue;
             }
-            if let Some(outcome) = stored_result(conn, scope, key, &item.request_hash)? {
+            if let Some(outcome) = stored_result(conn, scope, key, request_hash)? {
                 plans.push(Plan::Done(outcome));
                 continue;
             }
-            keys_in_group.insert((scope, key), (index, &item.request_hash));
+            keys_in_group.insert((scope, key), (index, request_hash));
         }
         if let Some(hash) = &item.dossier_hash {
             let campaign = item.context.campaign.id.as_str();
@@ -225,11 +225,11 @@ fn write_items(conn: &mut DbConnection, items: &[&Prepared], one_by_one: bool) -
                 (201, created_record(&id, received_at), ItemOutcome::Created { id, received_at })
             }
         };
-        if let Some((scope, key)) = &item.idempotency {
+        if let Some(idempotency) = &item.idempotency {
             new_keys.push(NewIdempotencyKey {
-                scope: scope.clone(),
-                idempotency_key: key.clone(),
-                request_hash: item.request_hash.clone(),
+                scope: idempotency.scope.clone(),
+                idempotency_key: idempotency.key.clone(),
+                request_hash: idempotency.request_hash.clone(),
                 status,
                 body: record,
                 created_at: received_at.naive_utc(),
@@ -388,7 +388,7 @@ fn insert_one_by_one(
             Some(ItemOutcome::DossierConflict) => None,
             _ => continue,
         };
-        let key = item.idempotency.as_ref().and_then(|k| keys_by_id.remove(k));
+        let key = item.idempotency.as_ref().and_then(|i| keys_by_id.remove(&(i.scope.clone(), i.key.clone())));
         let attempt = conn.transaction::<_, diesel::result::Error, _>(|conn| {
             if let Some(response) = &response {
                 diesel::insert_into(responses::table).values(response.clone()).execute(conn)?;
@@ -402,7 +402,7 @@ fn insert_one_by_one(
             Ok(()) => {}
             Err(error) if error.is_unique_violation() => {
                 let replay = match &item.idempotency {
-                    Some((scope, key)) => stored_result(conn, scope, key, &item.request_hash)?,
+                    Some(i) => stored_result(conn, &i.scope, &i.key, &i.request_hash)?,
                     None => None,
                 };
                 outcomes[index] = Some(replay.unwrap_or(ItemOutcome::DossierConflict));

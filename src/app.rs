@@ -14,7 +14,7 @@ use utoipa_actix_web::{AppExt, scope};
 use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
 use crate::agency::import::{ImportError, ensure_embedded_registry};
-use crate::api::{self, agencies, campaigns, health, keys, responses, surveys};
+use crate::api::{self, agencies, campaigns, health, keys, responses, stats, surveys};
 use crate::campaign::context::CampaignCache;
 use crate::config::Settings;
 use crate::db::{self, DatabaseTarget, DbError, Pool, PoolOptions, UnsupportedDatabaseUrl};
@@ -193,6 +193,12 @@ fn api_routes(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(campaigns::list)
         .service(campaigns::detail)
         .service(campaigns::update)
+        .service(stats::stats)
+        .service(stats::put_population)
+        .service(stats::get_population)
+        .service(stats::export_responses)
+        .service(stats::get_codebook)
+        .service(stats::get_reliability)
         .service(responses::batch)
         .service(responses::create)
         .service(responses::detail)

@@ -69,11 +69,19 @@ pub enum ErrorCode {
     InvalidKey,
     /// A batch has more items than allowed.
     BatchTooLarge,
+    /// The agency is not part of the campaign.
+    AgencyNotInCampaign,
+    /// The population table does not fit the campaign.
+    InvalidPopulation,
+    /// Weighted estimates were asked for, but no population is uploaded.
+    PopulationMissing,
+    /// The campaign to compare with is of another survey.
+    CampaignsNotComparable,
 }
 
 impl ErrorCode {
     /// Every code, for tests that each has a status and messages.
-    pub const ALL: [Self; 28] = [
+    pub const ALL: [Self; 32] = [
         Self::NotFound,
         Self::MethodNotAllowed,
         Self::SurveyNotFound,
@@ -102,6 +110,10 @@ impl ErrorCode {
         Self::KeyNotFound,
         Self::InvalidKey,
         Self::BatchTooLarge,
+        Self::AgencyNotInCampaign,
+        Self::InvalidPopulation,
+        Self::PopulationMissing,
+        Self::CampaignsNotComparable,
     ];
 
     /// The code as sent in the `code` member.
@@ -135,6 +147,10 @@ impl ErrorCode {
             Self::KeyNotFound => "key_not_found",
             Self::InvalidKey => "invalid_key",
             Self::BatchTooLarge => "batch_too_large",
+            Self::AgencyNotInCampaign => "agency_not_in_campaign",
+            Self::InvalidPopulation => "invalid_population",
+            Self::PopulationMissing => "population_missing",
+            Self::CampaignsNotComparable => "campaigns_not_comparable",
         }
     }
 
@@ -147,7 +163,11 @@ impl ErrorCode {
             | Self::AgencyNotFound
             | Self::CampaignNotFound
             | Self::ResponseNotFound
-            | Self::KeyNotFound => StatusCode::NOT_FOUND,
+            | Self::KeyNotFound
+            | Self::AgencyNotInCampaign => StatusCode::NOT_FOUND,
+            Self::InvalidPopulation | Self::PopulationMissing | Self::CampaignsNotComparable => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             Self::CampaignExists
             | Self::CampaignHasResponses
             | Self::IdempotencyKeyReused
@@ -208,6 +228,16 @@ impl ErrorCode {
             Self::KeyNotFound => ("Không tìm thấy khóa API", "API key not found"),
             Self::InvalidKey => ("Thông tin khóa API không hợp lệ", "Invalid API key request"),
             Self::BatchTooLarge => ("Lô phiếu quá lớn", "Batch too large"),
+            Self::AgencyNotInCampaign => {
+                ("Cơ quan, đơn vị không thuộc đợt khảo sát", "The agency is not part of the campaign")
+            }
+            Self::InvalidPopulation => ("Bảng dân số không hợp lệ", "Invalid population table"),
+            Self::PopulationMissing => {
+                ("Chưa có số liệu dân số để gia quyền", "No population counts have been uploaded for weighting")
+            }
+            Self::CampaignsNotComparable => {
+                ("Hai đợt khảo sát không dùng cùng một phiếu", "The two campaigns do not use the same survey")
+            }
         };
         if language == "vi" { vi } else { en }
     }

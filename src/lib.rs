@@ -12,5 +12,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod intake;
+pub mod report;
+pub mod stats;
 pub mod survey;
 pub mod telemetry;

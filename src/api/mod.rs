@@ -7,6 +7,7 @@ pub mod campaigns;
 pub mod health;
 pub mod keys;
 pub mod responses;
+pub mod stats;
 pub mod surveys;
 
 use actix_web::HttpRequest;
@@ -33,6 +34,7 @@ use crate::error::{ApiError, ErrorCode, FieldError, Problem};
         (name = "keys", description = "API keys (admin)"),
         (name = "campaigns", description = "Survey rounds"),
         (name = "responses", description = "Posting and reading responses"),
+        (name = "statistics", description = "Indices, exports, population counts, codebook and reliability"),
     )
 )]
 pub struct ApiDoc;

@@ -39,7 +39,61 @@ pub struct CampaignContext {
     pub layout: TallyLayout,
     /// Member agencies by code (resolved at the opening date).
     pub members: HashMap<String, Member>,
+    /// Every agency responses are tallied at (members and their ancestors), as a tree.
+    pub tree: Arc<CampaignTree>,
     loaded_at: Instant,
+}
+
+/// An agency of a campaign's tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// Agency id.
+    pub id: i64,
+    /// Official code.
+    pub code: String,
+    /// Vietnamese name.
+    pub name_vi: String,
+    /// English name, when the registry has one.
+    pub name_en: Option<String>,
+    /// Level (`nation`, `province`, `commune`, …).
+    pub level: String,
+    /// Parent within the tree.
+    pub parent: Option<i64>,
+    /// Children within the tree, by code.
+    pub children: Vec<i64>,
+}
+
+impl Node {
+    /// The name in `language` (Vietnamese unless English is asked for and known).
+    pub fn name(&self, language: &str) -> &str {
+        match (language, &self.name_en) {
+            ("en", Some(english)) => english,
+            _ => &self.name_vi,
+        }
+    }
+}
+
+/// The agencies of a campaign: members and every ancestor, with parent and child links.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CampaignTree {
+    /// Nodes by agency id.
+    pub nodes: HashMap<i64, Node>,
+    /// Agency id by code.
+    pub by_code: HashMap<String, i64>,
+    /// The topmost node (the common ancestor of all members, or the first root).
+    pub root: Option<i64>,
+}
+
+impl CampaignTree {
+    /// The node with this code.
+    pub fn find(&self, code: &str) -> Option<&Node> {
+        self.by_code.get(code).and_then(|id| self.nodes.get(id))
+    }
+
+    /// The node with this id.
+    pub fn node(&self, id: i64) -> Option<&Node> {
+        self.nodes.get(&id)
+    }
 }
 
 impl CampaignContext {
@@ -53,8 +107,9 @@ impl CampaignContext {
             .filter(campaign_agencies::campaign_id.eq(id))
             .select(campaign_agencies::agency_id)
             .load(conn)?;
-        let members = members_of(conn, &roots, date)?;
+        let (members, tree) = members_of(conn, &roots, date)?;
         Ok(Some(Self {
+            tree: Arc::new(tree),
             layout: TallyLayout::new(&definition),
             definition: Arc::new(definition),
             campaign,
@@ -64,18 +119,32 @@ impl CampaignContext {
     }
 }
 
-type AgencyRow = (i64, String, Option<i64>, Option<NaiveDate>, Option<NaiveDate>);
+type AgencyRow = (i64, String, Option<i64>, Option<NaiveDate>, Option<NaiveDate>, String, Option<String>, String);
 
-/// Every agency in the subtrees of `roots` valid on `date`, with its ancestor path.
-fn members_of(conn: &mut DbConnection, roots: &[i64], date: NaiveDate) -> Result<HashMap<String, Member>, DbError> {
+/// Every agency in the subtrees of `roots` valid on `date`, with its ancestor path, and the tree
+/// those paths make.
+fn members_of(
+    conn: &mut DbConnection,
+    roots: &[i64],
+    date: NaiveDate,
+) -> Result<(HashMap<String, Member>, CampaignTree), DbError> {
     // The registry is small (thousands of rows): one read and the walk in memory beat a recursive
     // query that would differ between the two backends.
     let rows: Vec<AgencyRow> = agencies::table
-        .select((agencies::id, agencies::code, agencies::parent_id, agencies::valid_from, agencies::valid_to))
+        .select((
+            agencies::id,
+            agencies::code,
+            agencies::parent_id,
+            agencies::valid_from,
+            agencies::valid_to,
+            agencies::name_vi,
+            agencies::name_en,
+            agencies::level,
+        ))
         .load(conn)?;
-    let parent_of: HashMap<i64, Option<i64>> = rows.iter().map(|(id, _, parent, _, _)| (*id, *parent)).collect();
+    let parent_of: HashMap<i64, Option<i64>> = rows.iter().map(|row| (row.0, row.2)).collect();
     let mut members = HashMap::new();
-    for (id, code, _, from, to) in &rows {
+    for (id, code, _, from, to, _, _, _) in &rows {
         let valid = from.is_none_or(|f| f <= date) && to.is_none_or(|t| t >= date);
         if !valid {
             continue;
@@ -93,7 +162,47 @@ fn members_of(conn: &mut DbConnection, roots: &[i64], date: NaiveDate) -> Result
             members.insert(code.clone(), Member { agency_id: *id, path });
         }
     }
-    Ok(members)
+    Ok((members.clone(), build_tree(&members, &rows)))
+}
+
+fn build_tree(members: &HashMap<String, Member>, rows: &[AgencyRow]) -> CampaignTree {
+    let mut parents: HashMap<i64, Option<i64>> = HashMap::new();
+    for member in members.values() {
+        for (at, id) in member.path.iter().enumerate() {
+            parents.insert(*id, member.path.get(at + 1).copied());
+        }
+    }
+    let mut tree = CampaignTree::default();
+    for (id, code, _, _, _, name_vi, name_en, level) in rows {
+        if let Some(parent) = parents.get(id) {
+            tree.by_code.insert(code.clone(), *id);
+            tree.nodes.insert(
+                *id,
+                Node {
+                    id: *id,
+                    code: code.clone(),
+                    name_vi: name_vi.clone(),
+                    name_en: name_en.clone(),
+                    level: level.clone(),
+                    parent: *parent,
+                    children: Vec::new(),
+                },
+            );
+        }
+    }
+    let mut links: Vec<(i64, i64, String)> =
+        tree.nodes.values().filter_map(|n| n.parent.map(|p| (p, n.id, n.code.clone()))).collect();
+    links.sort_by(|a, b| a.2.cmp(&b.2));
+    for (parent, child, _) in links {
+        if let Some(node) = tree.nodes.get_mut(&parent) {
+            node.children.push(child);
+        }
+    }
+    let mut roots: Vec<&Node> = tree.nodes.values().filter(|n| n.parent.is_none()).collect();
+    roots.sort_by(|a, b| a.code.cmp(&b.code));
+    // A single root with a single child chain is still the root: analysts start at the top.
+    tree.root = roots.first().map(|n| n.id);
+    tree
 }
 
 /// Cached campaign contexts, shared by the handlers of one process.
@@ -118,6 +227,7 @@ impl CampaignCache {
                     definition: context.definition.clone(),
                     layout: context.layout.clone(),
                     members: context.members.clone(),
+                    tree: context.tree.clone(),
                     loaded_at: Instant::now(),
                 });
                 self.store(id, refreshed.clone());

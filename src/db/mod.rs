@@ -155,6 +155,9 @@ pub enum DbError {
     /// Running migrations failed.
     #[error("migration failed: {0}")]
     Migration(String),
+    /// Stored data does not decode (a tally that does not fit its layout).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
 }
 
 impl From<diesel::result::Error> for DbError {

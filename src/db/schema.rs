@@ -71,6 +71,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     responses,
     idempotency_keys,
     tallies,
+    populations,
 );
 
 diesel::table! {
@@ -140,5 +141,14 @@ diesel::table! {
         cell -> Text,
         respondents -> BigInt,
         data -> Binary,
+    }
+}
+
+diesel::table! {
+    populations (campaign_id, agency_id, cell) {
+        campaign_id -> Text,
+        agency_id -> BigInt,
+        cell -> Text,
+        population -> BigInt,
     }
 }

@@ -122,6 +122,14 @@ impl TestApp {
     }
 
     /// Creates an API key directly in the database and returns its secret.
+    pub fn put(&self, path: &str) -> RequestBuilder {
+        self.client.put(self.url(path))
+    }
+
+    pub async fn get_json_with(&self, path: &str, key: &str) -> (u16, Value) {
+        json_of(self.get(path).bearer_auth(key).send().await.unwrap()).await
+    }
+
     pub fn key(&self, role: Role, agencies: &[&str]) -> String {
         let mut conn = self.database.connect();
         let codes: Vec<String> = agencies.iter().map(|c| (*c).to_owned()).collect();

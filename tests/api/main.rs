@@ -12,5 +12,6 @@ mod helpers;
 mod intake;
 mod keys;
 mod openapi;
+mod stats;
 mod storage;
 mod surveys;

@@ -59,6 +59,63 @@ enum Command {
     /// Check the running tallies against the stored answers.
     #[command(subcommand)]
     Tallies(TalliesCommand),
+    /// SIPAS estimates of a campaign (a table in the terminal, or JSON, CSV, XLSX).
+    Stats(StatsArgs),
+    /// Export a campaign's anonymous responses (CSV, NDJSON or XLSX), streamed.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+struct StatsArgs {
+    /// Campaign id.
+    #[arg(long)]
+    campaign: String,
+    /// Agency code (default: the top of the campaign's tree).
+    #[arg(long)]
+    agency: Option<String>,
+    /// `children` (default) or `self`.
+    #[arg(long, default_value = "children", value_parser = ["children", "self"])]
+    scope: String,
+    /// `mean_of_units` (default) or `pooled`.
+    #[arg(long, default_value = "mean_of_units", value_parser = ["mean_of_units", "pooled"])]
+    method: String,
+    /// `none` (default) or `cells`.
+    #[arg(long, default_value = "none", value_parser = ["none", "cells"])]
+    weights: String,
+    /// A breakdown question id or `respondent_type`.
+    #[arg(long)]
+    breakdown: Option<String>,
+    /// An earlier campaign of the same survey to compare with.
+    #[arg(long)]
+    compare: Option<String>,
+    /// Confidence level (default 0.95).
+    #[arg(long, default_value_t = 0.95)]
+    confidence: f64,
+    /// `table` (default), `json`, `csv` or `xlsx`.
+    #[arg(long, default_value = "table", value_parser = ["table", "json", "csv", "xlsx"])]
+    format: String,
+    /// Language of labels: `vi` (default) or `en`.
+    #[arg(long, default_value = "vi", value_parser = ["vi", "en"])]
+    lang: String,
+    /// Write to this file instead of standard output (required for xlsx).
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// Campaign id.
+    #[arg(long)]
+    campaign: String,
+    /// `csv` (default), `ndjson` or `xlsx`.
+    #[arg(long, default_value = "csv", value_parser = ["csv", "ndjson", "xlsx"])]
+    format: String,
+    /// Only the responses of this agency and its subtree.
+    #[arg(long)]
+    agency: Option<String>,
+    /// Write to this file instead of standard output (required for xlsx).
+    #[arg(long)]
+    output: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -354,6 +411,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }),
+        Command::Stats(args) => with_database(&settings, |conn| stats_command(conn, args)),
+        Command::Export(args) => with_database(&settings, |conn| export_command(conn, args)),
         Command::Tallies(TalliesCommand::Verify { campaign: only }) => with_database(&settings, |conn| {
             let ids: Vec<String> = match only {
                 Some(id) => vec![id],
@@ -518,5 +577,146 @@ fn list_agencies(conn: &mut DbConnection, args: AgencyListArgs) -> Result<(), Fa
             _ => break,
         }
     }
+    Ok(())
+}
+
+/// Parses a command-line word into one of the API's enums (same spelling as the query string).
+fn word<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Failure> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned())).map_err(|e| Failure::usage(e))
+}
+
+fn output_writer(path: Option<&Path>) -> Result<Box<dyn std::io::Write + Send>, Failure> {
+    match path {
+        Some(path) => std::fs::File::create(path)
+            .map(|f| Box::new(std::io::BufWriter::new(f)) as Box<dyn std::io::Write + Send>)
+            .map_err(|e| Failure::new(format!("{}: {e}", path.display()))),
+        None => Ok(Box::new(std::io::BufWriter::new(std::io::stdout()))),
+    }
+}
+
+fn stats_command(conn: &mut DbConnection, args: StatsArgs) -> Result<(), Failure> {
+    use sipas::report::{self, ReportError, StatsRequest};
+    let confidence = sipas::stats::Confidence::new(args.confidence)
+        .filter(|c| c.level <= 0.999)
+        .ok_or_else(|| Failure::usage(format!("--confidence {} is not between 0.5 and 0.999", args.confidence)))?;
+    if args.format == "xlsx" && args.output.is_none() {
+        return Err(Failure::usage("--format xlsx needs --output FILE"));
+    }
+    let request = StatsRequest {
+        agency: args.agency,
+        scope: word(&args.scope)?,
+        rollup: word(&args.method)?,
+        weights: word(&args.weights)?,
+        breakdown: args.breakdown,
+        compare: args.compare,
+        confidence,
+        language: args.lang.clone(),
+    };
+    let cache = sipas::campaign::context::CampaignCache::default();
+    let report = report::stats(conn, &cache, &args.campaign, &request).map_err(|e| match e {
+        ReportError::Db(db) => Failure::new(db),
+        other => Failure::usage(other),
+    })?;
+    let mut out = output_writer(args.output.as_deref())?;
+    let written = match args.format.as_str() {
+        "json" => serde_json::to_writer_pretty(&mut out, &report).map_err(std::io::Error::other),
+        "csv" => report::export::stats_csv(&report).map_err(std::io::Error::other).and_then(|b| out.write_all(&b)),
+        "xlsx" => report::export::stats_xlsx(&report, &args.lang)
+            .map_err(std::io::Error::other)
+            .and_then(|b| out.write_all(&b)),
+        _ => out.write_all(stats_table(&report).as_bytes()),
+    };
+    written.and_then(|_| out.flush()).map_err(|e| Failure::new(format!("writing the report: {e}")))
+}
+
+/// A terminal table: one row per unit with the index, its interval and the rank, then the
+/// components (or elements) rounded for display.
+fn stats_table(report: &sipas::report::output::StatsReport) -> String {
+    use std::fmt::Write;
+    let round = |value: Option<f64>| value.map_or_else(|| "—".to_owned(), |v| format!("{v:.2}"));
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "{} ({} v{}), roll-up {}, weights {}, {}% intervals",
+        report.title,
+        report.survey,
+        report.version,
+        report.method.rollup,
+        report.method.weights,
+        report.method.confidence * 100.0
+    );
+    let columns: Vec<String> = report
+        .parent
+        .iter()
+        .chain(&report.units)
+        .next()
+        .map(|u| {
+            let figures = &u.figures;
+            let list = if figures.components.is_empty() { &figures.elements } else { &figures.components };
+            list.iter().map(|m| m.id.chars().take(12).collect()).collect()
+        })
+        .unwrap_or_default();
+    let _ = write!(text, "{:<8} {:<30} {:>7} {:>7} {:>15} {:>5}", "CODE", "NAME", "N", "INDEX", "INTERVAL", "RANK");
+    for column in &columns {
+        let _ = write!(text, " {column:>12}");
+    }
+    text.push('\n');
+    for (role, unit) in report.parent.iter().map(|p| ("=", p)).chain(report.units.iter().map(|u| (" ", u))) {
+        let f = &unit.figures;
+        let name: String = unit.agency.name.chars().take(29).collect();
+        let interval = match (f.index.ci_low, f.index.ci_high) {
+            (Some(low), Some(high)) => format!("{low:.2}–{high:.2}"),
+            _ if f.suppressed => "suppressed".to_owned(),
+            _ => "—".to_owned(),
+        };
+        let rank = unit.rank.map_or_else(String::new, |r| r.to_string());
+        let _ = write!(
+            text,
+            "{role}{:<7} {name:<30} {:>7} {:>7} {interval:>15} {rank:>5}",
+            unit.agency.code,
+            f.n,
+            round(f.index.estimate)
+        );
+        let list = if f.components.is_empty() { &f.elements } else { &f.components };
+        for m in list {
+            let _ = write!(text, " {:>12}", round(m.estimate));
+        }
+        text.push('\n');
+    }
+    text
+}
+
+fn export_command(conn: &mut DbConnection, args: ExportArgs) -> Result<(), Failure> {
+    use sipas::report::microdata::{self, MicrodataFormat};
+    let format: MicrodataFormat = word(&args.format)?;
+    if format == MicrodataFormat::Xlsx && args.output.is_none() {
+        return Err(Failure::usage("--format xlsx needs --output FILE"));
+    }
+    let context = sipas::campaign::context::CampaignContext::load(conn, &args.campaign)
+        .map_err(Failure::new)?
+        .ok_or_else(|| Failure::usage(format!("no campaign `{}`", args.campaign)))?;
+    let agencies = match &args.agency {
+        None => None,
+        Some(code) => {
+            let node = context.tree.find(code).ok_or_else(|| {
+                Failure::usage(format!("agency `{code}` is not part of campaign `{}`", args.campaign))
+            })?;
+            Some(microdata::subtree(&context, node.id))
+        }
+    };
+    let total = u64::try_from(context.campaign.responses).unwrap_or(0);
+    let progress = indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} responses, {per_sec}, {eta} left")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut out = output_writer(args.output.as_deref())?;
+    let count = microdata::export_responses(conn, &context, agencies.as_ref(), format, &mut out, &mut |n| {
+        progress.set_position(n)
+    })
+    .and_then(|n| out.flush().map(|_| n).map_err(Into::into))
+    .map_err(Failure::new)?;
+    progress.finish_and_clear();
+    eprintln!("{count} responses exported");
     Ok(())
 }

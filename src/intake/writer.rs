@@ -9,6 +9,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use diesel::prelude::*;
+use diesel::upsert::excluded;
 use tokio::sync::oneshot;
 
 use super::tally::{Tally, TallyDeltas, TallyLayout, add_response};
@@ -346,6 +347,8 @@ struct NewIdempotencyKey {
 
 /// Rows per multi-row INSERT (SQLite allows 32,766 bound parameters; responses have 12 columns).
 const INSERT_CHUNK: usize = 1_000;
+/// Tally rows per upsert statement (six parameters each).
+const TALLY_CHUNK: usize = 500;
 
 fn insert_responses(conn: &mut DbConnection, rows: &[NewResponse]) -> Result<(), DbError> {
     for chunk in rows.chunks(INSERT_CHUNK) {
@@ -446,11 +449,14 @@ fn apply_campaign_tallies(
     let agency_ids: Vec<i64> =
         deltas.keys().map(|(a, _, _)| *a).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
     let wanted: HashSet<&TallyKey> = deltas.keys().collect();
+    let cells: Vec<&str> =
+        deltas.keys().map(|(_, _, c)| c.as_str()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
     let mut stored: HashMap<TallyKey, Tally> = HashMap::new();
     for chunk in agency_ids.chunks(500) {
         let query = tallies::table
             .filter(tallies::campaign_id.eq(campaign))
             .filter(tallies::agency_id.eq_any(chunk.to_vec()))
+            .filter(tallies::cell.eq_any(cells.clone()))
             .order((tallies::agency_id, tallies::respondent_type, tallies::cell))
             .select((tallies::agency_id, tallies::respondent_type, tallies::cell, tallies::data));
         let rows: Vec<StoredTally> = match conn {
@@ -487,33 +493,45 @@ fn apply_campaign_tallies(
             stored.insert(key, tally);
         }
     }
-    let mut inserts = Vec::new();
-    for (key, delta) in deltas {
-        match stored.get_mut(&key) {
-            Some(tally) => {
-                tally.add(&delta);
-                let (agency, respondent_type, cell) = &key;
-                diesel::update(tallies::table.find((campaign, *agency, respondent_type.as_str(), cell.as_str())))
-                    .set((tallies::respondents.eq(tally.respondents as i64), tallies::data.eq(tally.encode())))
-                    .execute(conn)?;
-            }
-            None => {
-                let (agency, respondent_type, cell) = key;
-                inserts.push((
-                    tallies::campaign_id.eq(campaign.to_owned()),
-                    tallies::agency_id.eq(agency),
-                    tallies::respondent_type.eq(respondent_type),
-                    tallies::cell.eq(cell),
-                    tallies::respondents.eq(delta.respondents as i64),
-                    tallies::data.eq(delta.encode()),
-                ));
-            }
-        }
-    }
-    for chunk in inserts.chunks(INSERT_CHUNK / 2) {
+    // One multi-row upsert per chunk instead of one UPDATE per row: a batch spread over a
+    // thousand communes touches about ten thousand tally rows.
+    let rows: Vec<_> = deltas
+        .into_iter()
+        .map(|(key, delta)| {
+            let merged = match stored.remove(&key) {
+                Some(mut tally) => {
+                    tally.add(&delta);
+                    tally
+                }
+                None => delta,
+            };
+            let (agency, respondent_type, cell) = key;
+            (
+                tallies::campaign_id.eq(campaign.to_owned()),
+                tallies::agency_id.eq(agency),
+                tallies::respondent_type.eq(respondent_type),
+                tallies::cell.eq(cell),
+                tallies::respondents.eq(merged.respondents as i64),
+                tallies::data.eq(merged.encode()),
+            )
+        })
+        .collect();
+    let key = (tallies::campaign_id, tallies::agency_id, tallies::respondent_type, tallies::cell);
+    let replace = (tallies::respondents.eq(excluded(tallies::respondents)), tallies::data.eq(excluded(tallies::data)));
+    for chunk in rows.chunks(TALLY_CHUNK) {
         match conn {
-            DbConnection::Postgres(pg) => diesel::insert_into(tallies::table).values(chunk).execute(pg)?,
-            DbConnection::Sqlite(sqlite) => diesel::insert_into(tallies::table).values(chunk).execute(sqlite)?,
+            DbConnection::Postgres(pg) => diesel::insert_into(tallies::table)
+                .values(chunk)
+                .on_conflict(key)
+                .do_update()
+                .set(replace)
+                .execute(pg)?,
+            DbConnection::Sqlite(sqlite) => diesel::insert_into(tallies::table)
+                .values(chunk)
+                .on_conflict(key)
+                .do_update()
+                .set(replace)
+                .execute(sqlite)?,
         };
     }
     Ok(())

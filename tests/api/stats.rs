@@ -1,7 +1,7 @@
 use serde_json::{Value, json};
 use sipas::auth::Role;
 
-use crate::helpers::{TestApp, assert_problem, individual, json_of};
+use crate::helpers::{TestApp, assert_problem, individual, json_of, sipas, stderr, stdout};
 
 /// Creates a campaign with its own `min_n` and opening date; returns the admin key.
 async fn campaign(app: &TestApp, id: &str, survey: &str, agencies: &[&str], min_n: i64, opens: &str) -> String {
@@ -333,4 +333,35 @@ async fn bad_requests_get_clear_problems() {
         .await
         .unwrap();
     assert_problem(response, 415, "unsupported_media_type").await;
+}
+
+#[tokio::test]
+async fn the_command_line_prints_a_table_and_streams_exports() {
+    let app = TestApp::spawn().await;
+    hand_checked(&app).await;
+    let output = sipas(&app.database, &["stats", "--campaign", "s17"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let table = stdout(&output);
+    assert!(table.contains("68.75"), "the national mean of units: {table}");
+    assert!(table.contains("Thành phố Hà Nội") && table.contains("62.50"), "{table}");
+    let output = sipas(&app.database, &["stats", "--campaign", "s17", "--format", "json", "--method", "pooled"]);
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(report["parent"]["rollup"], "pooled");
+
+    let output = sipas(&app.database, &["export", "--campaign", "s17", "--format", "ndjson", "--agency", "01"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output).lines().count(), 4);
+    assert!(stderr(&output).contains("4 responses exported"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("all.xlsx");
+    let output =
+        sipas(&app.database, &["export", "--campaign", "s17", "--format", "xlsx", "--output", file.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(std::fs::read(&file).unwrap().starts_with(b"PK"));
+
+    let output = sipas(&app.database, &["stats", "--campaign", "s17", "--format", "xlsx"]);
+    assert_eq!(output.status.code(), Some(2), "xlsx needs a file");
+    let output = sipas(&app.database, &["stats", "--campaign", "s17", "--agency", "24"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("not part of campaign"), "{}", stderr(&output));
 }

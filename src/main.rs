@@ -582,7 +582,7 @@ fn list_agencies(conn: &mut DbConnection, args: AgencyListArgs) -> Result<(), Fa
 
 /// Parses a command-line word into one of the API's enums (same spelling as the query string).
 fn word<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Failure> {
-    serde_json::from_value(serde_json::Value::String(text.to_owned())).map_err(|e| Failure::usage(e))
+    serde_json::from_value(serde_json::Value::String(text.to_owned())).map_err(Failure::usage)
 }
 
 fn output_writer(path: Option<&Path>) -> Result<Box<dyn std::io::Write + Send>, Failure> {

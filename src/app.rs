@@ -38,8 +38,11 @@ pub struct AppState {
     pub campaigns: Arc<CampaignCache>,
     /// The group-commit writer of responses.
     pub writer: Writer,
-    /// Key of the dossier identifiers' keyed hash.
+    /// Key of the dossier identifiers' keyed hash (and, domain-separated, of the form's CSRF
+    /// tokens).
     pub dossier_secret: Arc<Vec<u8>>,
+    /// Per-IP limit on completed open-link submissions (`None`: no limit).
+    pub form_limiter: Option<Arc<crate::web::FormLimiter>>,
 }
 
 /// Why the service could not start.
@@ -160,13 +163,15 @@ impl Application {
             .local_addr()
             .map_err(|source| StartupError::Bind { address: settings.bind.clone(), source })?
             .port();
-        spawn_housekeeping(pool.clone(), settings.idempotency_retention_days);
+        let form_limiter = crate::web::form_limiter(settings.form_rate_limit);
+        spawn_housekeeping(pool.clone(), settings.idempotency_retention_days, form_limiter.clone());
         let state = AppState {
             writer: Writer::start(pool.clone()),
             pool,
             settings: Arc::new(settings),
             campaigns: Arc::new(CampaignCache::default()),
             dossier_secret: Arc::new(dossier_secret),
+            form_limiter,
         };
         let server = run(listener, state)?;
         Ok(Self { port, server })
@@ -252,6 +257,7 @@ pub fn run(listener: TcpListener, state: AppState) -> Result<Server, StartupErro
                     .config(SwaggerConfig::new(["/api/v1/openapi.json"]).validator_url("none")),
             )
             .route("/api/docs", web::get().to(|| async { redirect("/api/docs/") }))
+            .configure(crate::web::configure)
             .default_service(web::to(api::not_found))
             .wrap(TracingLogger::default())
     })
@@ -270,12 +276,17 @@ async fn serve_openapi(document: web::Data<OpenApiJson>) -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body(document.0.clone())
 }
 
-/// Deletes expired idempotency records once an hour.
-fn spawn_housekeeping(pool: Pool, retention_days: u32) {
+/// Deletes expired idempotency records once an hour and trims the form rate limiter.
+fn spawn_housekeeping(pool: Pool, retention_days: u32, form_limiter: Option<Arc<crate::web::FormLimiter>>) {
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(Duration::from_secs(3600));
         loop {
             interval.tick().await;
+            // Forget addresses whose limit has fully replenished: the limiter's memory stays small.
+            if let Some(limiter) = &form_limiter {
+                limiter.retain_recent();
+                limiter.shrink_to_fit();
+            }
             let purged =
                 db::run(&pool, move |conn| crate::intake::store::purge_idempotency_keys(conn, retention_days)).await;
             match purged {

@@ -60,6 +60,23 @@ pub struct Settings {
     /// generated once and kept in the database, shared by every instance. Environment:
     /// `SIPAS_DOSSIER_SECRET`.
     pub dossier_secret: Option<String>,
+    /// Base URL citizens reach the service at (links, QR codes, posters), without a trailing
+    /// slash. When unset: `http://` and the bind address. Environment: `SIPAS_PUBLIC_URL`.
+    pub public_url: Option<String>,
+    /// Completed submissions of open-link forms accepted per minute from one IP address. Generous,
+    /// since a one-stop desk's kiosk or Wi-Fi puts many citizens behind one address; moving between
+    /// pages never counts. Environment: `SIPAS_FORM_RATE_LIMIT`.
+    pub form_rate_limit: u32,
+}
+
+impl Settings {
+    /// The public base URL, without a trailing slash.
+    pub fn public_base(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.bind),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -75,6 +92,8 @@ impl Default for Settings {
             batch_max_items: 1_000,
             idempotency_retention_days: 7,
             dossier_secret: None,
+            public_url: None,
+            form_rate_limit: 60,
         }
     }
 }
@@ -161,6 +180,12 @@ impl Settings {
         }
         if let Some(value) = lookup("SIPAS_DOSSIER_SECRET") {
             self.dossier_secret = Some(value);
+        }
+        if let Some(value) = lookup("SIPAS_PUBLIC_URL") {
+            self.public_url = Some(value);
+        }
+        if let Some(value) = lookup("SIPAS_FORM_RATE_LIMIT") {
+            self.form_rate_limit = parse("SIPAS_FORM_RATE_LIMIT", &value)?;
         }
         if let Some(value) = lookup("SIPAS_LOAD_DEFAULTS") {
             self.load_defaults = parse("SIPAS_LOAD_DEFAULTS", &value)?;

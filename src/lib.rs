@@ -16,3 +16,4 @@ pub mod report;
 pub mod stats;
 pub mod survey;
 pub mod telemetry;
+pub mod web;

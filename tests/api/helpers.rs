@@ -89,14 +89,24 @@ impl TestApp {
         Self::spawn_on(self.database.clone()).await
     }
 
+    /// A server whose settings `adjust` changes.
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> Self {
+        Self::spawn_configured(std::sync::Arc::new(TestDatabase::new()), adjust).await
+    }
+
     async fn spawn_on(database: std::sync::Arc<TestDatabase>) -> Self {
-        let settings = Settings {
+        Self::spawn_configured(database, |_| {}).await
+    }
+
+    async fn spawn_configured(database: std::sync::Arc<TestDatabase>, adjust: impl FnOnce(&mut Settings)) -> Self {
+        let mut settings = Settings {
             database_url: database.url.clone(),
             bind: "127.0.0.1:0".to_owned(),
             workers: 2,
             pool_size: 4,
             ..Settings::default()
         };
+        adjust(&mut settings);
         let application = Application::build(settings).await.expect("the server starts");
         let address = format!("http://127.0.0.1:{}", application.port());
         tokio::spawn(application.run_until_stopped());
@@ -121,15 +131,16 @@ impl TestApp {
         json_of(self.get(path).send().await.unwrap()).await
     }
 
-    /// Creates an API key directly in the database and returns its secret.
     pub fn put(&self, path: &str) -> RequestBuilder {
         self.client.put(self.url(path))
     }
 
+    /// GET with an API key, returning the status and the JSON body.
     pub async fn get_json_with(&self, path: &str, key: &str) -> (u16, Value) {
         json_of(self.get(path).bearer_auth(key).send().await.unwrap()).await
     }
 
+    /// Creates an API key directly in the database and returns its secret.
     pub fn key(&self, role: Role, agencies: &[&str]) -> String {
         let mut conn = self.database.connect();
         let codes: Vec<String> = agencies.iter().map(|c| (*c).to_owned()).collect();

@@ -7,6 +7,7 @@
 mod agencies;
 mod campaigns;
 mod cli;
+mod form;
 mod health;
 mod helpers;
 mod intake;

@@ -129,7 +129,7 @@ pub struct Application {
 impl Application {
     /// Prepares the database, builds the pool and binds the listening address (port 0 picks a
     /// free port).
-    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+    pub async fn build(mut settings: Settings) -> Result<Self, StartupError> {
         let target = DatabaseTarget::parse(&settings.database_url)?;
         let prepare_target = target.clone();
         let load_defaults = settings.load_defaults;
@@ -159,10 +159,13 @@ impl Application {
         };
         let listener = TcpListener::bind(&settings.bind)
             .map_err(|source| StartupError::Bind { address: settings.bind.clone(), source })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| StartupError::Bind { address: settings.bind.clone(), source })?
-            .port();
+        let local =
+            listener.local_addr().map_err(|source| StartupError::Bind { address: settings.bind.clone(), source })?;
+        let port = local.port();
+        if settings.public_url.is_none() {
+            // Links and QR codes need a reachable address: the one actually bound (port 0 resolved).
+            settings.public_url = Some(format!("http://{local}"));
+        }
         let form_limiter = crate::web::form_limiter(settings.form_rate_limit);
         spawn_housekeeping(pool.clone(), settings.idempotency_retention_days, form_limiter.clone());
         let state = AppState {

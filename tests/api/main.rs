@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod agencies;
+mod browser;
 mod campaigns;
 mod cli;
 mod form;

@@ -14,7 +14,7 @@ use utoipa_actix_web::{AppExt, scope};
 use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
 use crate::agency::import::{ImportError, ensure_embedded_registry};
-use crate::api::{self, agencies, campaigns, health, keys, responses, stats, surveys};
+use crate::api::{self, agencies, campaigns, health, invitations, keys, responses, stats, surveys};
 use crate::campaign::context::CampaignCache;
 use crate::config::Settings;
 use crate::db::{self, DatabaseTarget, DbError, Pool, PoolOptions, UnsupportedDatabaseUrl};
@@ -79,6 +79,9 @@ pub enum StartupError {
     /// A blocking task failed to run.
     #[error("startup task failed: {0}")]
     Task(String),
+    /// The mail settings are not valid.
+    #[error("mail settings: {0}")]
+    Mail(String),
 }
 
 /// What preparing the database did, for the start-up log.
@@ -167,12 +170,29 @@ impl Application {
             settings.public_url = Some(format!("http://{local}"));
         }
         let form_limiter = crate::web::form_limiter(settings.form_rate_limit);
-        spawn_housekeeping(pool.clone(), settings.idempotency_retention_days, form_limiter.clone());
+        spawn_housekeeping(
+            pool.clone(),
+            settings.idempotency_retention_days,
+            settings.invitation_retention_days,
+            form_limiter.clone(),
+        );
+        let campaigns = Arc::new(CampaignCache::default());
+        match settings.mail_config(dossier_secret.clone()).map_err(|e| StartupError::Mail(e.to_string()))? {
+            Some(config) => {
+                let (pool, campaigns) = (pool.clone(), campaigns.clone());
+                tokio::spawn(async move {
+                    if let Err(error) = crate::mail::worker::run(pool, campaigns, config).await {
+                        tracing::error!(error.cause = %error, "the mail worker stopped");
+                    }
+                });
+            }
+            None => tracing::info!("no SMTP server configured (SIPAS_SMTP_URL): invitations wait in the outbox"),
+        }
         let state = AppState {
             writer: Writer::start(pool.clone()),
             pool,
             settings: Arc::new(settings),
-            campaigns: Arc::new(CampaignCache::default()),
+            campaigns,
             dossier_secret: Arc::new(dossier_secret),
             form_limiter,
         };
@@ -201,6 +221,8 @@ fn api_routes(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(campaigns::list)
         .service(campaigns::detail)
         .service(campaigns::update)
+        .service(invitations::create)
+        .service(invitations::summary)
         .service(stats::stats)
         .service(stats::put_population)
         .service(stats::get_population)
@@ -280,7 +302,12 @@ async fn serve_openapi(document: web::Data<OpenApiJson>) -> HttpResponse {
 }
 
 /// Deletes expired idempotency records once an hour and trims the form rate limiter.
-fn spawn_housekeeping(pool: Pool, retention_days: u32, form_limiter: Option<Arc<crate::web::FormLimiter>>) {
+fn spawn_housekeeping(
+    pool: Pool,
+    retention_days: u32,
+    invitation_retention_days: u32,
+    form_limiter: Option<Arc<crate::web::FormLimiter>>,
+) {
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(Duration::from_secs(3600));
         loop {
@@ -296,6 +323,11 @@ fn spawn_housekeeping(pool: Pool, retention_days: u32, form_limiter: Option<Arc<
                 Ok(0) => {}
                 Ok(count) => tracing::info!(idempotency.purged = count, "expired idempotency keys deleted"),
                 Err(error) => tracing::warn!(error.cause = %error, "idempotency purge failed"),
+            }
+            match db::run(&pool, move |conn| crate::mail::purge(conn, invitation_retention_days)).await {
+                Ok(0) => {}
+                Ok(count) => tracing::info!(invitations.erased = count, "invitation addresses erased after retention"),
+                Err(error) => tracing::warn!(error.cause = %error, "invitation purge failed"),
             }
         }
     });

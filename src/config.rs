@@ -67,9 +67,45 @@ pub struct Settings {
     /// since a one-stop desk's kiosk or Wi-Fi puts many citizens behind one address; moving between
     /// pages never counts. Environment: `SIPAS_FORM_RATE_LIMIT`.
     pub form_rate_limit: u32,
+    /// SMTP server for invitations, in lettre's URL form (`smtp://host:port`,
+    /// `smtp://user:pass@host:587?tls=required`, `smtps://…`). Unset: invitations wait in the
+    /// outbox. Environment: `SIPAS_SMTP_URL`.
+    pub smtp_url: Option<String>,
+    /// Sender of invitations (`Khảo sát SIPAS <khaosat@example.gov.vn>`). Environment:
+    /// `SIPAS_MAIL_FROM`.
+    pub mail_from: String,
+    /// Days after a campaign closes before invitation addresses are erased. Environment:
+    /// `SIPAS_INVITATION_RETENTION_DAYS`.
+    pub invitation_retention_days: u32,
+    /// First retry delay of a transiently failed mail, in seconds (doubled on every attempt).
+    /// Environment: `SIPAS_MAIL_RETRY_SECONDS`.
+    pub mail_retry_seconds: f64,
+    /// Pause of the mail worker when the outbox is empty, in milliseconds. Environment:
+    /// `SIPAS_MAIL_POLL_MS`.
+    pub mail_poll_ms: u64,
 }
 
 impl Settings {
+    /// The mail worker's configuration, when an SMTP server is configured.
+    pub fn mail_config(
+        &self,
+        secret: Vec<u8>,
+    ) -> Result<Option<crate::mail::worker::MailConfig>, crate::mail::worker::WorkerError> {
+        let Some(smtp_url) = &self.smtp_url else { return Ok(None) };
+        let from = self
+            .mail_from
+            .parse()
+            .map_err(|e: lettre::address::AddressError| crate::mail::worker::WorkerError::From(e.to_string()))?;
+        Ok(Some(crate::mail::worker::MailConfig {
+            smtp_url: smtp_url.clone(),
+            from,
+            public_url: self.public_base(),
+            secret,
+            retry_base: std::time::Duration::from_secs_f64(self.mail_retry_seconds.clamp(0.0, 86_400.0)),
+            poll: std::time::Duration::from_millis(self.mail_poll_ms.max(10)),
+        }))
+    }
+
     /// The public base URL, without a trailing slash.
     pub fn public_base(&self) -> String {
         match &self.public_url {
@@ -94,6 +130,11 @@ impl Default for Settings {
             dossier_secret: None,
             public_url: None,
             form_rate_limit: 60,
+            smtp_url: None,
+            mail_from: "SIPAS <no-reply@localhost>".to_owned(),
+            invitation_retention_days: 30,
+            mail_retry_seconds: 60.0,
+            mail_poll_ms: 2_000,
         }
     }
 }
@@ -186,6 +227,21 @@ impl Settings {
         }
         if let Some(value) = lookup("SIPAS_FORM_RATE_LIMIT") {
             self.form_rate_limit = parse("SIPAS_FORM_RATE_LIMIT", &value)?;
+        }
+        if let Some(value) = lookup("SIPAS_SMTP_URL") {
+            self.smtp_url = Some(value);
+        }
+        if let Some(value) = lookup("SIPAS_MAIL_FROM") {
+            self.mail_from = value;
+        }
+        if let Some(value) = lookup("SIPAS_INVITATION_RETENTION_DAYS") {
+            self.invitation_retention_days = parse("SIPAS_INVITATION_RETENTION_DAYS", &value)?;
+        }
+        if let Some(value) = lookup("SIPAS_MAIL_RETRY_SECONDS") {
+            self.mail_retry_seconds = parse("SIPAS_MAIL_RETRY_SECONDS", &value)?;
+        }
+        if let Some(value) = lookup("SIPAS_MAIL_POLL_MS") {
+            self.mail_poll_ms = parse("SIPAS_MAIL_POLL_MS", &value)?;
         }
         if let Some(value) = lookup("SIPAS_LOAD_DEFAULTS") {
             self.load_defaults = parse("SIPAS_LOAD_DEFAULTS", &value)?;

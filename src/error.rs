@@ -77,11 +77,15 @@ pub enum ErrorCode {
     PopulationMissing,
     /// The campaign to compare with is of another survey.
     CampaignsNotComparable,
+    /// The invitation's one-time link was already used.
+    InvitationUsed,
+    /// The invitation request is not coherent.
+    InvalidInvitations,
 }
 
 impl ErrorCode {
     /// Every code, for tests that each has a status and messages.
-    pub const ALL: [Self; 32] = [
+    pub const ALL: [Self; 34] = [
         Self::NotFound,
         Self::MethodNotAllowed,
         Self::SurveyNotFound,
@@ -114,6 +118,8 @@ impl ErrorCode {
         Self::InvalidPopulation,
         Self::PopulationMissing,
         Self::CampaignsNotComparable,
+        Self::InvitationUsed,
+        Self::InvalidInvitations,
     ];
 
     /// The code as sent in the `code` member.
@@ -151,6 +157,8 @@ impl ErrorCode {
             Self::InvalidPopulation => "invalid_population",
             Self::PopulationMissing => "population_missing",
             Self::CampaignsNotComparable => "campaigns_not_comparable",
+            Self::InvitationUsed => "invitation_used",
+            Self::InvalidInvitations => "invalid_invitations",
         }
     }
 
@@ -165,9 +173,11 @@ impl ErrorCode {
             | Self::ResponseNotFound
             | Self::KeyNotFound
             | Self::AgencyNotInCampaign => StatusCode::NOT_FOUND,
-            Self::InvalidPopulation | Self::PopulationMissing | Self::CampaignsNotComparable => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            Self::InvitationUsed => StatusCode::GONE,
+            Self::InvalidPopulation
+            | Self::PopulationMissing
+            | Self::CampaignsNotComparable
+            | Self::InvalidInvitations => StatusCode::UNPROCESSABLE_ENTITY,
             Self::CampaignExists
             | Self::CampaignHasResponses
             | Self::IdempotencyKeyReused
@@ -238,6 +248,8 @@ impl ErrorCode {
             Self::CampaignsNotComparable => {
                 ("Hai đợt khảo sát không dùng cùng một phiếu", "The two campaigns do not use the same survey")
             }
+            Self::InvitationUsed => ("Đường dẫn mời đã được sử dụng", "The invitation link has already been used"),
+            Self::InvalidInvitations => ("Danh sách mời không hợp lệ", "Invalid invitations"),
         };
         if language == "vi" { vi } else { en }
     }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod intake;
+pub mod mail;
 pub mod report;
 pub mod stats;
 pub mod survey;

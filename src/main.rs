@@ -63,6 +63,18 @@ enum Command {
     Stats(StatsArgs),
     /// Export a campaign's anonymous responses (CSV, NDJSON or XLSX), streamed.
     Export(ExportArgs),
+    /// Queue invitations from a CSV file (email,agency[,language][,dossier]).
+    Invite {
+        /// Campaign id.
+        #[arg(long)]
+        campaign: String,
+        /// The CSV file.
+        file: PathBuf,
+    },
+    /// Run only the mail worker (outbox and reminders), for a process apart from `serve`.
+    Worker,
+    /// Erase invitation addresses of campaigns closed longer than the retention period.
+    Purge,
 }
 
 #[derive(Debug, Args)]
@@ -383,6 +395,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 closes_at,
                 channels,
                 min_n,
+                mail: None,
             };
             with_database(&settings, |conn| match campaign::create(conn, &new) {
                 Ok(created) => {
@@ -412,6 +425,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }),
         Command::Stats(args) => with_database(&settings, |conn| stats_command(conn, args)),
+        Command::Invite { campaign, file } => {
+            let text = std::fs::read_to_string(&file).map_err(|e| Failure::new(format!("{}: {e}", file.display())))?;
+            with_database(&settings, |conn| invite_command(conn, &settings, &campaign, &file, &text))
+        }
+        Command::Worker => worker_command(settings),
+        Command::Purge => with_database(&settings, |conn| {
+            let erased = sipas::mail::purge(conn, settings.invitation_retention_days).map_err(Failure::new)?;
+            eprintln!(
+                "{erased} invitation(s) erased (campaigns closed more than {} days ago)",
+                settings.invitation_retention_days
+            );
+            Ok(())
+        }),
         Command::Export(args) => with_database(&settings, |conn| export_command(conn, args)),
         Command::Tallies(TalliesCommand::Verify { campaign: only }) => with_database(&settings, |conn| {
             let ids: Vec<String> = match only {
@@ -719,4 +745,57 @@ fn export_command(conn: &mut DbConnection, args: ExportArgs) -> Result<(), Failu
     progress.finish_and_clear();
     eprintln!("{count} responses exported");
     Ok(())
+}
+
+fn mail_secret(conn: &mut DbConnection, settings: &Settings) -> Result<Vec<u8>, Failure> {
+    match &settings.dossier_secret {
+        Some(secret) => Ok(secret.clone().into_bytes()),
+        None => db::server_secret(conn, "dossier").map_err(Failure::new),
+    }
+}
+
+fn invite_command(
+    conn: &mut DbConnection,
+    settings: &Settings,
+    campaign: &str,
+    file: &Path,
+    text: &str,
+) -> Result<(), Failure> {
+    let context = sipas::campaign::context::CampaignContext::load(conn, campaign)
+        .map_err(Failure::new)?
+        .ok_or_else(|| Failure::usage(format!("no campaign `{campaign}`")))?;
+    let rows = sipas::mail::parse_csv(text).map_err(|problems| {
+        let lines: Vec<String> = problems.iter().map(|p| format!("{}: {}: {}", p.row, p.field, p.message)).collect();
+        Failure::usage(format!("{}:\n{}", file.display(), lines.join("\n")))
+    })?;
+    let principal = auth::Principal { key_id: 0, role: Role::Admin, scope: Vec::new() };
+    let secret = mail_secret(conn, settings)?;
+    let report = sipas::mail::create(conn, &context, &rows, &principal, &secret).map_err(Failure::new)?;
+    for problem in &report.refused {
+        eprintln!("{}: {}: {}: {}", file.display(), problem.row, problem.field, problem.message);
+    }
+    eprintln!("{} queued, {} already invited, {} refused", report.queued, report.duplicates, report.refused.len());
+    if report.queued == 0 && !report.refused.is_empty() { Err(Failure::new("nothing was queued")) } else { Ok(()) }
+}
+
+fn worker_command(settings: Settings) -> Result<(), Failure> {
+    let target = target(&settings)?;
+    prepare_database(&target, false).map_err(Failure::new)?;
+    let options = db::PoolOptions {
+        max_size: settings.pool_size.max(2),
+        connection_timeout: std::time::Duration::from_secs(settings.pool_timeout_seconds),
+    };
+    let pool = db::build_pool(&target, &options).map_err(Failure::new)?;
+    let mut conn = pool.get().map_err(Failure::new)?;
+    let secret = mail_secret(&mut conn, &settings)?;
+    drop(conn);
+    let config = settings
+        .mail_config(secret)
+        .map_err(Failure::usage)?
+        .ok_or_else(|| Failure::usage("set SIPAS_SMTP_URL (or smtp_url in sipas.toml) to run the mail worker"))?;
+    let runtime = actix_web::rt::System::new();
+    runtime.block_on(async move {
+        let campaigns = std::sync::Arc::new(sipas::campaign::context::CampaignCache::default());
+        sipas::mail::worker::run(pool, campaigns, config).await.map_err(Failure::new)
+    })
 }

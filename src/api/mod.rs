@@ -5,6 +5,7 @@ pub mod agencies;
 pub mod auth;
 pub mod campaigns;
 pub mod health;
+pub mod invitations;
 pub mod keys;
 pub mod responses;
 pub mod stats;
@@ -34,6 +35,7 @@ use crate::error::{ApiError, ErrorCode, FieldError, Problem};
         (name = "keys", description = "API keys (admin)"),
         (name = "campaigns", description = "Survey rounds"),
         (name = "responses", description = "Posting and reading responses"),
+        (name = "invitations", description = "Personal one-time links sent by email"),
         (name = "statistics", description = "Indices, exports, population counts, codebook and reliability"),
     )
 )]

@@ -218,6 +218,9 @@ pub async fn create(
             Ok(response)
         }
         Some(ItemOutcome::KeyReused) => Err(key_reused()),
+        Some(ItemOutcome::InvitationUsed) => {
+            Err(ApiError::new(ErrorCode::InvitationUsed, "the invitation's link has already been used"))
+        }
         Some(ItemOutcome::DossierConflict) => Err(dossier_conflict()),
         None => Err(ApiError::new(ErrorCode::Internal, "the writer returned no result")),
     }
@@ -329,6 +332,14 @@ pub async fn batch(
                 if status == 409 {
                     result.errors = dossier_conflict_errors();
                 }
+            }
+            ItemOutcome::InvitationUsed => {
+                result.status = 410;
+                result.errors = vec![FieldError {
+                    field: "invitation".to_owned(),
+                    code: "invitation_used".to_owned(),
+                    message: "the invitation's link has already been used".to_owned(),
+                }];
             }
             ItemOutcome::KeyReused => {
                 result.status = 409;

@@ -51,6 +51,22 @@ impl Channel {
     }
 }
 
+/// How a campaign's invitations are worded and when non-responders are reminded.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MailSettings {
+    /// Days after the invitation on which those who have not answered are reminded, each
+    /// reminder at most once (for example `[3, 7]`).
+    #[serde(default)]
+    pub reminders: Vec<u32>,
+    /// Subject of the mails per language (default: the campaign's title).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<LocalizedText>,
+    /// Greeting that opens the mails per language (default: a polite formula).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub greeting: Option<LocalizedText>,
+}
+
 /// A campaign as shown by the API.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Campaign {
@@ -74,6 +90,8 @@ pub struct Campaign {
     pub min_n: i32,
     /// Whether the results pages are public.
     pub results_public: bool,
+    /// Invitation wording and reminders.
+    pub mail: MailSettings,
     /// Responses received so far.
     pub responses: i64,
     /// When the campaign was created.
@@ -114,6 +132,9 @@ pub struct NewCampaign {
     /// Minimum respondents per unit for estimates (default 30).
     #[serde(default)]
     pub min_n: Option<i32>,
+    /// Invitation wording and reminders.
+    #[serde(default)]
+    pub mail: Option<MailSettings>,
 }
 
 /// The body of `PATCH /api/v1/campaigns/{id}`: only the fields given change.
@@ -136,6 +157,8 @@ pub struct CampaignPatch {
     pub min_n: Option<i32>,
     /// Publish (or withdraw) the results pages.
     pub results_public: Option<bool>,
+    /// New invitation wording and reminders.
+    pub mail: Option<MailSettings>,
 }
 
 /// One field at fault in a campaign request.
@@ -248,6 +271,17 @@ fn check_common(
     }
 }
 
+fn check_mail(mail: &MailSettings, problems: &mut Vec<CampaignProblem>) {
+    if mail.reminders.len() > 5 {
+        problems.push(invalid("mail.reminders", "too_many", "at most 5 reminders"));
+    }
+    for (index, days) in mail.reminders.iter().enumerate() {
+        if !(1..=365).contains(days) {
+            problems.push(invalid(&format!("mail.reminders[{index}]"), "out_of_range", "days from 1 to 365"));
+        }
+    }
+}
+
 /// Creates a campaign.
 pub fn create(conn: &mut DbConnection, new: &NewCampaign) -> Result<Campaign, CampaignError> {
     conn.transaction(|conn| {
@@ -271,6 +305,8 @@ pub fn create(conn: &mut DbConnection, new: &NewCampaign) -> Result<Campaign, Ca
         let channels = new.channels.clone().unwrap_or_else(|| vec![Channel::Api, Channel::Link, Channel::Invitation]);
         let min_n = new.min_n.unwrap_or(DEFAULT_MIN_N);
         check_common(&new.title, new.opens_at, new.closes_at, &channels, min_n, &languages, &mut problems);
+        let mail = new.mail.clone().unwrap_or_default();
+        check_mail(&mail, &mut problems);
         let agency_ids = resolve_agencies(conn, &new.agencies, new.opens_at, &mut problems)?;
         if !problems.is_empty() {
             return Err(CampaignError::Invalid(problems));
@@ -293,6 +329,7 @@ pub fn create(conn: &mut DbConnection, new: &NewCampaign) -> Result<Campaign, Ca
                 campaigns::results_public.eq(false),
                 campaigns::created_at.eq(now),
                 campaigns::updated_at.eq(now),
+                campaigns::mail_settings.eq(serde_json::to_string(&mail).unwrap_or_else(|_| "{}".to_owned())),
             ))
             .execute(conn)
             .map_err(|e| match DbError::from(e) {
@@ -328,6 +365,7 @@ struct CampaignRow {
     results_public: bool,
     created_at: NaiveDateTime,
     updated_at: NaiveDateTime,
+    mail_settings: String,
 }
 
 fn from_row(conn: &mut DbConnection, row: CampaignRow) -> Result<Campaign, DbError> {
@@ -343,6 +381,7 @@ fn from_row(conn: &mut DbConnection, row: CampaignRow) -> Result<Campaign, DbErr
         results_public,
         created_at,
         updated_at,
+        mail_settings,
     } = row;
     let agencies: Vec<String> = campaign_agencies::table
         .inner_join(agencies::table)
@@ -373,6 +412,7 @@ fn from_row(conn: &mut DbConnection, row: CampaignRow) -> Result<Campaign, DbErr
         agencies,
         min_n,
         results_public,
+        mail: serde_json::from_str(&mail_settings).unwrap_or_default(),
         responses,
     })
 }
@@ -415,6 +455,8 @@ pub fn update(conn: &mut DbConnection, id: &str, patch: &CampaignPatch) -> Resul
         let channels = patch.channels.clone().unwrap_or(current.channels.clone());
         let min_n = patch.min_n.unwrap_or(current.min_n);
         check_common(&title, opens_at, closes_at, &channels, min_n, &languages, &mut problems);
+        let mail = patch.mail.clone().unwrap_or(current.mail.clone());
+        check_mail(&mail, &mut problems);
         let agency_ids = match &patch.agencies {
             Some(codes) => Some(resolve_agencies(conn, codes, opens_at, &mut problems)?),
             None => None,
@@ -431,6 +473,7 @@ pub fn update(conn: &mut DbConnection, id: &str, patch: &CampaignPatch) -> Resul
                 campaigns::channels.eq(channel_text(&channels)),
                 campaigns::min_n.eq(min_n),
                 campaigns::results_public.eq(patch.results_public.unwrap_or(current.results_public)),
+                campaigns::mail_settings.eq(serde_json::to_string(&mail).unwrap_or_else(|_| "{}".to_owned())),
                 campaigns::updated_at.eq(Utc::now().trunc_subsecs(6).naive_utc()),
             ))
             .execute(conn)?;

@@ -72,6 +72,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
     tallies,
     populations,
+    invitations,
+    outbox,
 );
 
 diesel::table! {
@@ -95,6 +97,7 @@ diesel::table! {
         results_public -> Bool,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        mail_settings -> Text,
     }
 }
 
@@ -152,3 +155,41 @@ diesel::table! {
         population -> BigInt,
     }
 }
+
+diesel::table! {
+    invitations (id) {
+        id -> Text,
+        campaign_id -> Text,
+        agency_id -> BigInt,
+        email -> Nullable<Text>,
+        email_hash -> Text,
+        language -> Text,
+        dossier -> Nullable<Text>,
+        token_hash -> Text,
+        status -> Text,
+        used -> Bool,
+        opted_out -> Bool,
+        reminders_sent -> Integer,
+        failure -> Nullable<Text>,
+        created_at -> Timestamp,
+        sent_at -> Nullable<Timestamp>,
+        purged -> Bool,
+    }
+}
+
+diesel::table! {
+    outbox (id) {
+        id -> Text,
+        invitation_id -> Text,
+        kind -> Text,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        claimed_until -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        sent_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(outbox -> invitations (invitation_id));

@@ -185,6 +185,9 @@ pub struct Prepared {
     pub tally: Tally,
     /// The tally cells it counts in.
     pub cells: Vec<String>,
+    /// The invitation whose one-time link this came through: claimed in the same transaction
+    /// (and never stored with the response).
+    pub invitation: Option<String>,
 }
 
 /// An idempotency key in its scope, with the hash of the request it came with (to tell a retry
@@ -333,6 +336,7 @@ pub fn prepare(
         tally,
         cells,
         context,
+        invitation: None,
     })
 }
 

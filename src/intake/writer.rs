@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use super::tally::{Tally, TallyDeltas, TallyLayout, add_response};
 use super::{Idempotency, Prepared};
-use crate::db::schema::{idempotency_keys, responses, tallies};
+use crate::db::schema::{idempotency_keys, invitations, responses, tallies};
 use crate::db::{self, DbConnection, DbError, Pool};
 
 /// Most submissions written in one transaction.
@@ -41,6 +41,8 @@ pub enum ItemOutcome {
     },
     /// The idempotency key was used before with a different request.
     KeyReused,
+    /// The invitation's one-time link was already used (nothing stored).
+    InvitationUsed,
     /// The dossier was already rated in this campaign and agency.
     DossierConflict,
 }
@@ -181,6 +183,7 @@ fn write_items(conn: &mut DbConnection, items: &[&Prepared], one_by_one: bool) -
     let mut plans = Vec::with_capacity(items.len());
     let mut keys_in_group: HashMap<(&str, &str), (usize, &str)> = HashMap::new();
     let mut dossiers_in_group: HashSet<(&str, i64, &str)> = HashSet::new();
+    let mut invitations_in_group: HashSet<String> = HashSet::new();
     for (index, item) in items.iter().enumerate() {
         if let Some(Idempotency { scope, key, request_hash }) = &item.idempotency {
             if let Some((first, hash)) = keys_in_group.get(&(scope.as_str(), key.as_str())) {
@@ -196,6 +199,12 @@ fn write_items(conn: &mut DbConnection, items: &[&Prepared], one_by_one: bool) -
                 continue;
             }
             keys_in_group.insert((scope, key), (index, request_hash));
+        }
+        if let Some(invitation) = &item.invitation
+            && !claim_invitation(conn, invitation, &mut invitations_in_group)?
+        {
+            plans.push(Plan::Done(ItemOutcome::InvitationUsed));
+            continue;
         }
         if let Some(hash) = &item.dossier_hash {
             let campaign = item.context.campaign.id.as_str();
@@ -265,6 +274,19 @@ fn write_items(conn: &mut DbConnection, items: &[&Prepared], one_by_one: bool) -
         .collect();
     apply_tallies(conn, items, &created)?;
     Ok(outcomes.into_iter().map(|o| o.unwrap_or(ItemOutcome::KeyReused)).collect())
+}
+
+/// Marks an invitation used unless it already is; in the group's transaction, so that of two
+/// concurrent submissions through one link exactly one is stored, and a rolled-back group
+/// leaves the link usable.
+fn claim_invitation(conn: &mut DbConnection, id: &str, in_group: &mut HashSet<String>) -> Result<bool, DbError> {
+    if !in_group.insert(id.to_owned()) {
+        return Ok(false);
+    }
+    let claimed = diesel::update(invitations::table.find(id).filter(invitations::used.eq(false)))
+        .set(invitations::used.eq(true))
+        .execute(conn)?;
+    Ok(claimed == 1)
 }
 
 /// The recorded result of an earlier request with this key, if any.

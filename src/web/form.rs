@@ -137,29 +137,86 @@ struct Target {
     context: Arc<CampaignContext>,
     agency: String,
     agency_name: String,
+    /// Path the form posts to (`/s/…`, `/r/…` or `/i/TOKEN`).
+    base: String,
+    channel: Channel,
+    /// The invitation whose one-time link this is.
+    invitation: Option<String>,
+    /// Dossier named by the invitation.
+    dossier: Option<String>,
+    /// Language of the invitation mail.
+    language: Option<String>,
 }
 
-async fn target(state: &AppState, campaign: &str, agency: &str, t: &'static Texts) -> Result<Target, HttpResponse> {
+/// How the citizen reached the form.
+#[derive(Debug, Clone)]
+pub enum Reach {
+    /// An open link or QR code: campaign and agency in the path.
+    Open {
+        /// Campaign id.
+        campaign: String,
+        /// Agency code.
+        agency: String,
+    },
+    /// A personal one-time link from an invitation mail.
+    Invitation {
+        /// The token from the link.
+        token: String,
+    },
+}
+
+async fn target(state: &AppState, reach: &Reach, mode: Mode, t: &'static Texts) -> Result<Target, HttpResponse> {
+    let not_found = || message(StatusCode::NOT_FOUND, t, t.not_found_heading, vec![t.not_found_body], None);
+    let (campaign, agency_code, channel, invitation) = match reach {
+        Reach::Open { campaign, agency } => (campaign.clone(), Some(agency.clone()), Channel::Link, None),
+        Reach::Invitation { token } => {
+            let token = token.clone();
+            let found = db::run(&state.pool, move |conn| crate::mail::find_by_token(conn, &token)).await;
+            match found {
+                Ok(Some(invitation)) => (invitation.campaign.clone(), None, Channel::Invitation, Some(invitation)),
+                Ok(None) => return Err(not_found()),
+                Err(error) => return Err(unavailable(t, &error)),
+            }
+        }
+    };
+    if let Some(invitation) = invitation.as_ref().filter(|i| i.used) {
+        // Said in the language the invitation was written in.
+        let t = texts(&invitation.language);
+        return Err(message(StatusCode::GONE, t, t.used_heading, vec![t.used_body], None));
+    }
     let cache = state.campaigns.clone();
-    let id = campaign.to_owned();
-    let found = match db::run(&state.pool, move |conn| cache.get(conn, &id)).await {
+    let found = match db::run(&state.pool, move |conn| cache.get(conn, &campaign)).await {
         Ok(found) => found,
         Err(error) => return Err(unavailable(t, &error)),
     };
-    let not_found = || message(StatusCode::NOT_FOUND, t, t.not_found_heading, vec![t.not_found_body], None);
     let Some(context) = found else { return Err(not_found()) };
-    let Some(node) = context.members.get(agency).and_then(|m| context.tree.node(m.agency_id)) else {
-        return Err(not_found());
+    let node = match (&agency_code, &invitation) {
+        (Some(code), _) => context.members.get(code).and_then(|m| context.tree.node(m.agency_id)),
+        (None, Some(invitation)) => context.tree.node(invitation.agency_id),
+        (None, None) => None,
     };
+    let Some(node) = node else { return Err(not_found()) };
     let now = Utc::now();
     if now >= context.campaign.closes_at {
         return Err(message(StatusCode::GONE, t, t.closed_heading, vec![t.closed_body], None));
     }
-    if now < context.campaign.opens_at || !context.campaign.channels.contains(&Channel::Link) {
+    if now < context.campaign.opens_at || !context.campaign.channels.contains(&channel) {
         return Err(message(StatusCode::NOT_FOUND, t, t.not_found_heading, vec![t.not_open_body], None));
     }
-    let agency_name = node.name(t.lang).to_owned();
-    Ok(Target { agency: agency.to_owned(), agency_name, context })
+    let base = match reach {
+        Reach::Open { campaign, agency } => format!("/{}/{campaign}/{agency}", mode.prefix()),
+        Reach::Invitation { token } => format!("/i/{token}"),
+    };
+    Ok(Target {
+        agency: node.code.clone(),
+        agency_name: node.name(t.lang).to_owned(),
+        base,
+        channel,
+        dossier: invitation.as_ref().and_then(|i| i.dossier.clone()),
+        language: invitation.as_ref().map(|i| i.language.clone()),
+        invitation: invitation.map(|i| i.id),
+        context,
+    })
 }
 
 fn unavailable(t: &Texts, error: &DbError) -> HttpResponse {
@@ -467,7 +524,7 @@ fn render_form(request: PageRequest, status: StatusCode) -> HttpResponse {
             hidden.push((format!("{ANSWER_PREFIX}{}", question.id), value.clone()));
         }
     }
-    let base = format!("/{}/{}/{}", request.mode.prefix(), request.target.context.campaign.id, request.target.agency);
+    let base = request.target.base.clone();
     let mut switch_query = vec![("lang", t.other_lang.to_owned())];
     if request.mode == Mode::All {
         switch_query.push(("view", "all".to_owned()));
@@ -525,19 +582,18 @@ fn urlencode(value: &str) -> String {
 
 /// `GET /s/{campaign}/{agency}` and `GET /r/{campaign}/{agency}`: the first page, with a fresh
 /// submission id and the CSRF cookie.
-pub async fn show(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-    path: web::Path<(String, String)>,
-    mode: Mode,
-) -> HttpResponse {
-    let (campaign, agency) = path.into_inner();
-    let lang = language(&request, query_value(&request, "lang").as_deref());
-    let t = texts(lang);
-    let target = match target(&state, &campaign, &agency, t).await {
+pub async fn show(state: web::Data<AppState>, request: HttpRequest, reach: Reach, mode: Mode) -> HttpResponse {
+    let mut lang = language(&request, query_value(&request, "lang").as_deref());
+    let target = match target(&state, &reach, mode, texts(lang)).await {
         Ok(target) => target,
         Err(page) => return page,
     };
+    if query_value(&request, "lang").is_none()
+        && let Some(mailed) = &target.language
+    {
+        // An invitation opens in the language its mail was written in.
+        lang = if mailed == "en" { "en" } else { "vi" };
+    }
     let mode =
         if mode == Mode::Paged && query_value(&request, "view").as_deref() == Some("all") { Mode::All } else { mode };
     let (cookie, fresh) = match csrf_cookie(&request) {
@@ -556,7 +612,9 @@ pub async fn show(
             submission: ulid::Ulid::new().to_string(),
             csrf: csrf_token(&state.dossier_secret, &cookie),
             respondent_type: query_value(&request, "type").filter(|v| v == "individual" || v == "organization"),
-            dossier: query_value(&request, "dossier").filter(|d| !d.trim().is_empty() && d.chars().count() <= 128),
+            dossier: target.dossier.clone().or_else(|| {
+                query_value(&request, "dossier").filter(|d| !d.trim().is_empty() && d.chars().count() <= 128)
+            }),
         },
         StatusCode::OK,
     );
@@ -591,19 +649,20 @@ fn page_errors(
 pub async fn submit(
     state: web::Data<AppState>,
     request: HttpRequest,
-    path: web::Path<(String, String)>,
+    reach: Reach,
     form: web::Form<Vec<(String, String)>>,
     mode: Mode,
 ) -> HttpResponse {
-    let (campaign, agency) = path.into_inner();
     let posted = parse_posted(form.into_inner());
     let lang = language(&request, posted.lang.as_deref());
     let t = texts(lang);
-    let target = match target(&state, &campaign, &agency, t).await {
+    let target = match target(&state, &reach, mode, t).await {
         Ok(target) => target,
         Err(page) => return page,
     };
-    let base = format!("/{}/{campaign}/{agency}?lang={lang}", mode.prefix());
+    let campaign = target.context.campaign.id.clone();
+    let agency = target.agency.clone();
+    let base = format!("{}?lang={lang}", target.base);
     let csrf_ok = csrf_cookie(&request).is_some_and(|cookie| {
         let expected = csrf_token(&state.dossier_secret, &cookie);
         !expected.is_empty() && subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), posted.csrf.as_bytes()).into()
@@ -664,7 +723,7 @@ pub async fn submit(
         };
         return draw(first, errors, StatusCode::UNPROCESSABLE_ENTITY);
     }
-    if let Some(limiter) = &state.form_limiter {
+    if let Some(limiter) = state.form_limiter.as_ref().filter(|_| target.channel == Channel::Link) {
         let ip = request.peer_addr().map(|a| a.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
         if limiter.check_key(&ip).is_err() {
             let mut response =
@@ -681,7 +740,7 @@ pub async fn submit(
     if let Some(dossier) = &posted.dossier {
         body["dossier"] = Value::String(dossier.clone());
     }
-    let origin = Origin { channel: Channel::Link, principal: None };
+    let origin = Origin { channel: target.channel, principal: None };
     let prepared = intake::parse_submission(&body, &[]).map_err(Refusal::Invalid).and_then(|submission_fields| {
         intake::prepare(
             target.context.clone(),
@@ -694,7 +753,10 @@ pub async fn submit(
         )
     });
     let prepared = match prepared {
-        Ok(prepared) => prepared,
+        Ok(mut prepared) => {
+            prepared.invitation = target.invitation.clone();
+            prepared
+        }
         Err(refusal) => {
             tracing::warn!(?refusal, "form: submission refused by the intake path");
             return message(
@@ -713,6 +775,7 @@ pub async fn submit(
         Ok(Some(ItemOutcome::Replayed { .. } | ItemOutcome::KeyReused)) => {
             message(StatusCode::OK, t, t.thanks_heading, vec![t.thanks_body, t.already_received], None)
         }
+        Ok(Some(ItemOutcome::InvitationUsed)) => message(StatusCode::GONE, t, t.used_heading, vec![t.used_body], None),
         Ok(Some(ItemOutcome::DossierConflict)) => {
             message(StatusCode::CONFLICT, t, t.dossier_rated_heading, vec![t.dossier_rated_body], None)
         }
@@ -730,7 +793,8 @@ fn default_respondent_type(definition: &SurveyDefinition) -> String {
 pub async fn qr(state: web::Data<AppState>, request: HttpRequest, path: web::Path<(String, String)>) -> HttpResponse {
     let (campaign, agency) = path.into_inner();
     let t = texts(language(&request, query_value(&request, "lang").as_deref()));
-    if let Err(page) = target(&state, &campaign, &agency, t).await {
+    let reach = Reach::Open { campaign: campaign.clone(), agency: agency.clone() };
+    if let Err(page) = target(&state, &reach, Mode::Paged, t).await {
         return page;
     }
     let link = format!("{}/s/{campaign}/{agency}", state.settings.public_base());
@@ -767,7 +831,8 @@ pub async fn poster(
     let (campaign, agency) = path.into_inner();
     let lang = language(&request, query_value(&request, "lang").as_deref());
     let t = texts(lang);
-    let target = match target(&state, &campaign, &agency, t).await {
+    let reach = Reach::Open { campaign: campaign.clone(), agency: agency.clone() };
+    let target = match target(&state, &reach, Mode::Paged, t).await {
         Ok(target) => target,
         Err(page) => return page,
     };
@@ -819,4 +884,37 @@ mod tests {
         assert_ne!(a, csrf_token(b"secret", "ffeeddccbbaa99887766554433221100"));
         assert_ne!(a, csrf_token(b"other", "00112233445566778899aabbccddeeff"));
     }
+}
+
+/// `GET /u/{token}`: asks to confirm opting out (a GET never changes anything: mail scanners
+/// follow links).
+pub async fn unsubscribe_page(request: HttpRequest, token: web::Path<String>) -> HttpResponse {
+    let t = texts(language(&request, query_value(&request, "lang").as_deref()));
+    let page = UnsubscribePage { lang: t.lang, t, action: format!("/u/{}", token.into_inner()) };
+    match page.render() {
+        Ok(body) => html(StatusCode::OK, body),
+        Err(error) => {
+            tracing::error!(error.cause = %error, "page rendering failed");
+            HttpResponse::InternalServerError().finish()
+        }
+    }
+}
+
+/// `POST /u/{token}`: opts out at once (also the RFC 8058 one-click target of mail clients).
+pub async fn unsubscribe(state: web::Data<AppState>, request: HttpRequest, token: web::Path<String>) -> HttpResponse {
+    let t = texts(language(&request, query_value(&request, "lang").as_deref()));
+    let token = token.into_inner();
+    match db::run(&state.pool, move |conn| crate::mail::opt_out(conn, &token)).await {
+        Ok(true) => message(StatusCode::OK, t, t.unsubscribed_heading, vec![t.unsubscribed_body], None),
+        Ok(false) => message(StatusCode::NOT_FOUND, t, t.not_found_heading, vec![t.not_found_body], None),
+        Err(error) => unavailable(t, &error),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "unsubscribe.html")]
+struct UnsubscribePage<'a> {
+    lang: &'a str,
+    t: &'a Texts,
+    action: String,
 }

@@ -35,12 +35,17 @@ async fn stylesheet() -> HttpResponse {
         .body(FORM_CSS)
 }
 
+fn open(path: web::Path<(String, String)>) -> form::Reach {
+    let (campaign, agency) = path.into_inner();
+    form::Reach::Open { campaign, agency }
+}
+
 async fn survey_page(
     state: web::Data<AppState>,
     request: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> HttpResponse {
-    form::show(state, request, path, Mode::Paged).await
+    form::show(state, request, open(path), Mode::Paged).await
 }
 
 async fn survey_post(
@@ -49,7 +54,7 @@ async fn survey_post(
     path: web::Path<(String, String)>,
     body: web::Form<Vec<(String, String)>>,
 ) -> HttpResponse {
-    form::submit(state, request, path, body, Mode::Paged).await
+    form::submit(state, request, open(path), body, Mode::Paged).await
 }
 
 async fn rating_page(
@@ -57,7 +62,7 @@ async fn rating_page(
     request: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> HttpResponse {
-    form::show(state, request, path, Mode::Rating).await
+    form::show(state, request, open(path), Mode::Rating).await
 }
 
 async fn rating_post(
@@ -66,7 +71,20 @@ async fn rating_post(
     path: web::Path<(String, String)>,
     body: web::Form<Vec<(String, String)>>,
 ) -> HttpResponse {
-    form::submit(state, request, path, body, Mode::Rating).await
+    form::submit(state, request, open(path), body, Mode::Rating).await
+}
+
+async fn invitation_page(state: web::Data<AppState>, request: HttpRequest, token: web::Path<String>) -> HttpResponse {
+    form::show(state, request, form::Reach::Invitation { token: token.into_inner() }, Mode::Paged).await
+}
+
+async fn invitation_post(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    token: web::Path<String>,
+    body: web::Form<Vec<(String, String)>>,
+) -> HttpResponse {
+    form::submit(state, request, form::Reach::Invitation { token: token.into_inner() }, body, Mode::Paged).await
 }
 
 /// A form body that does not parse: a friendly page rather than a bare error.
@@ -102,8 +120,20 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .route("/s/{campaign}/{agency}/poster", web::get().to(form::poster))
         .service(
             web::resource("/r/{campaign}/{agency}")
-                .app_data(form_config)
+                .app_data(form_config.clone())
                 .route(web::get().to(rating_page))
                 .route(web::post().to(rating_post)),
+        )
+        .service(
+            web::resource("/i/{token}")
+                .app_data(form_config.clone())
+                .route(web::get().to(invitation_page))
+                .route(web::post().to(invitation_post)),
+        )
+        .service(
+            web::resource("/u/{token}")
+                .app_data(form_config)
+                .route(web::get().to(form::unsubscribe_page))
+                .route(web::post().to(form::unsubscribe)),
         );
 }

@@ -34,16 +34,16 @@ fn inputs(html: &str) -> Vec<BTreeMap<String, String>> {
 }
 
 /// A citizen's browser: keeps the cookie and the page's hidden fields.
-struct Citizen<'a> {
+pub struct Citizen<'a> {
     app: &'a TestApp,
-    path: String,
-    cookie: String,
-    page: String,
-    status: u16,
+    pub path: String,
+    pub cookie: String,
+    pub page: String,
+    pub status: u16,
 }
 
 impl<'a> Citizen<'a> {
-    async fn open(app: &'a TestApp, path: &str) -> Citizen<'a> {
+    pub async fn open(app: &'a TestApp, path: &str) -> Citizen<'a> {
         let response = app.get(path).send().await.unwrap();
         let status = response.status().as_u16();
         let cookie = response
@@ -56,7 +56,7 @@ impl<'a> Citizen<'a> {
         Citizen { app, path, cookie, page, status }
     }
 
-    fn hidden(&self) -> Vec<(String, String)> {
+    pub fn hidden(&self) -> Vec<(String, String)> {
         inputs(&self.page)
             .into_iter()
             .filter(|i| i.get("type").map(String::as_str) == Some("hidden"))
@@ -65,7 +65,7 @@ impl<'a> Citizen<'a> {
     }
 
     /// The answer fields on this page: radio groups with the value of their last option.
-    fn last_options(&self) -> BTreeMap<String, String> {
+    pub fn last_options(&self) -> BTreeMap<String, String> {
         let mut chosen = BTreeMap::new();
         for input in inputs(&self.page) {
             if input.get("type").map(String::as_str) == Some("radio") {
@@ -75,7 +75,7 @@ impl<'a> Citizen<'a> {
         chosen
     }
 
-    async fn post(&mut self, extra: &[(String, String)]) {
+    pub async fn post(&mut self, extra: &[(String, String)]) {
         let mut fields = self.hidden();
         fields.extend(extra.iter().cloned());
         let response = self.app.post(&self.path).header("cookie", &self.cookie).form(&fields).send().await.unwrap();
@@ -84,7 +84,7 @@ impl<'a> Citizen<'a> {
     }
 
     /// Answers every radio group on each page with its last option and moves on to the end.
-    async fn complete(&mut self) {
+    pub async fn complete(&mut self) {
         for _ in 0..20 {
             if !self.page.contains("name=\"_page\"") {
                 return;

@@ -89,6 +89,11 @@ impl TestApp {
         Self::spawn_on(self.database.clone()).await
     }
 
+    /// A second server on the same database, with adjusted settings.
+    pub async fn spawn_sharing_with(app: &TestApp, adjust: impl FnOnce(&mut Settings)) -> Self {
+        Self::spawn_configured(app.database.clone(), adjust).await
+    }
+
     /// A server whose settings `adjust` changes.
     pub async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> Self {
         Self::spawn_configured(std::sync::Arc::new(TestDatabase::new()), adjust).await

@@ -13,6 +13,7 @@ mod health;
 mod helpers;
 mod intake;
 mod keys;
+mod mail;
 mod openapi;
 mod stats;
 mod storage;

@@ -186,17 +186,18 @@ async fn deliver(
             .map_err(DbError::from)
     })
     .await?;
+    let base = config.retry_base;
     let reminder = message.kind == "reminder";
     let Some((campaign, agency_id, Some(email), language, used, opted_out, false)) = row else {
-        return finish(pool, &message, Delivery::Cancelled, None, config.retry_base).await;
+        return finish(pool, &message, Delivery::Cancelled, None, base).await;
     };
     if opted_out || (reminder && used) {
-        return finish(pool, &message, Delivery::Cancelled, None, config.retry_base).await;
+        return finish(pool, &message, Delivery::Cancelled, None, base).await;
     }
     let contexts = campaigns.clone();
     let context = db::run(pool, move |conn| contexts.get(conn, &campaign)).await?;
     let Some(context) = context else {
-        return finish(pool, &message, Delivery::Cancelled, None, config.retry_base).await;
+        return finish(pool, &message, Delivery::Cancelled, None, base).await;
     };
     let token = token_of(&config.secret, &message.invitation);
     let agency = context.tree.node(agency_id).map(|n| n.name(&language).to_owned()).unwrap_or_default();
@@ -218,14 +219,13 @@ async fn deliver(
     let rendered = match render(&facts) {
         Ok(rendered) => rendered,
         Err(error) => {
-            return finish(pool, &message, Delivery::Failed, Some(format!("rendering: {error}")), config.retry_base)
-                .await;
+            return finish(pool, &message, Delivery::Failed, Some(format!("rendering: {error}")), base).await;
         }
     };
     let to: Mailbox = match email.parse() {
         Ok(to) => to,
         Err(error) => {
-            return finish(pool, &message, Delivery::Failed, Some(format!("address: {error}")), config.retry_base).await;
+            return finish(pool, &message, Delivery::Failed, Some(format!("address: {error}")), base).await;
         }
     };
     let domain = config.from.email.domain().to_owned();
@@ -240,18 +240,17 @@ async fn deliver(
     let built = match built {
         Ok(built) => built,
         Err(error) => {
-            return finish(pool, &message, Delivery::Failed, Some(format!("building: {error}")), config.retry_base)
-                .await;
+            return finish(pool, &message, Delivery::Failed, Some(format!("building: {error}")), base).await;
         }
     };
     match transport.send(built).await {
-        Ok(_) => finish(pool, &message, Delivery::Sent, None, config.retry_base).await,
+        Ok(_) => finish(pool, &message, Delivery::Sent, None, base).await,
         Err(error) if error.is_permanent() => {
-            finish(pool, &message, Delivery::Failed, Some(error.to_string()), config.retry_base).await
+            finish(pool, &message, Delivery::Failed, Some(error.to_string()), base).await
         }
         Err(error) => {
             let outcome = if message.attempts + 1 >= MAX_ATTEMPTS { Delivery::Failed } else { Delivery::Retry };
-            finish(pool, &message, outcome, Some(error.to_string()), config.retry_base).await
+            finish(pool, &message, outcome, Some(error.to_string()), base).await
         }
     }
 }

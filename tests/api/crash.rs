@@ -1,0 +1,187 @@
+//! Crash safety: the real binary is killed with SIGKILL at random moments while several clients
+//! post responses, twenty times, on the test's database (SQLite or PostgreSQL). Every response
+//! acknowledged with a 201 must be stored exactly once with all its answers, retries of the
+//! unacknowledged requests with their idempotency keys must each end stored once, and the tallies
+//! must equal a recount. (Answers live inside their response row, so there are no answer rows that
+//! could outlive their response.)
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use serde_json::Value;
+
+use crate::helpers::{TestDatabase, individual, sipas, stderr, stdout};
+
+const KILLS: usize = 20;
+const CLIENTS: usize = 4;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn start(database: &TestDatabase, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_sipas"))
+        .args(["--database", &database.url, "serve", "--bind", &format!("127.0.0.1:{port}")])
+        .env_remove("DATABASE_URL")
+        .env_remove("SIPAS_DATABASE_URL")
+        .env("RUST_LOG", "error")
+        .current_dir(database.dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn ready(client: &reqwest::Client, base: &str) {
+    for _ in 0..300 {
+        if client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the server did not become ready");
+}
+
+/// Idempotency key → (body, id of the acknowledged response, if any).
+type Ledger = Arc<Mutex<BTreeMap<String, (Value, Option<String>)>>>;
+
+async fn post(client: &reqwest::Client, base: &str, key: &str, token: &str, body: &Value) -> Option<String> {
+    let response = client
+        .post(format!("{base}/api/v1/responses"))
+        .bearer_auth(token)
+        .header("idempotency-key", key)
+        .json(body)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .ok()?;
+    if response.status().as_u16() != 201 {
+        return None;
+    }
+    let created: Value = response.json().await.ok()?;
+    created["id"].as_str().map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_responses_survive_sigkill() {
+    let database = TestDatabase::new();
+    assert!(sipas(&database, &["migrate"]).status.success());
+    let created = sipas(&database, &["keys", "create", "--role", "admin", "--name", "crash"]);
+    let token = stdout(&created).trim().to_owned();
+    let campaign = sipas(
+        &database,
+        &[
+            "campaigns",
+            "create",
+            "--id",
+            "crash",
+            "--survey",
+            "sipas-individual",
+            "--title-vi",
+            "Thử sập",
+            "--title-en",
+            "Crash test",
+            "--agency",
+            "01",
+            "--opens-at",
+            "2025-07-01T00:00:00Z",
+            "--closes-at",
+            "2099-01-01T00:00:00Z",
+        ],
+    );
+    assert!(campaign.status.success(), "{}", stderr(&campaign));
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let ledger: Ledger = Arc::new(Mutex::new(BTreeMap::new()));
+
+    for round in 0..KILLS {
+        let mut server = start(&database, port);
+        ready(&client, &base).await;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut clients = Vec::new();
+        for c in 0..CLIENTS {
+            let (client, base, token, ledger, stop) =
+                (client.clone(), base.clone(), token.clone(), ledger.clone(), stop.clone());
+            clients.push(tokio::spawn(async move {
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let key = format!("r{round}-c{c}-{n}");
+                    let body = individual("crash", "00070", (round * 1_000_000) as u64 + c as u64 * 10_000 + n);
+                    ledger.lock().unwrap().insert(key.clone(), (body.clone(), None));
+                    let id = post(&client, &base, &key, &token, &body).await;
+                    match id {
+                        Some(id) => {
+                            if let Some(entry) = ledger.lock().unwrap().get_mut(&key) {
+                                entry.1 = Some(id);
+                            }
+                        }
+                        None => break, // the server is gone
+                    }
+                    n += 1;
+                }
+            }));
+        }
+        let pause = rand::rng().random_range(50..400);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        server.kill().unwrap(); // SIGKILL
+        server.wait().unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for client in clients {
+            client.await.unwrap();
+        }
+    }
+
+    // Back up once more: retry every unacknowledged request with its key.
+    let mut server = start(&database, port);
+    ready(&client, &base).await;
+    let pending: Vec<(String, Value)> = ledger
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, (_, id))| id.is_none())
+        .map(|(key, (body, _))| (key.clone(), body.clone()))
+        .collect();
+    let acknowledged_before = ledger.lock().unwrap().values().filter(|(_, id)| id.is_some()).count();
+    for (key, body) in &pending {
+        let id = post(&client, &base, key, &token, body).await.expect("a retry is answered 201");
+        ledger.lock().unwrap().get_mut(key).unwrap().1 = Some(id);
+    }
+
+    // Everything acknowledged is stored once, with its answers.
+    let export = client
+        .get(format!("{base}/api/v1/campaigns/crash/responses?format=ndjson"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let stored: Vec<Value> = export.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let mut by_id: HashMap<String, Vec<&Value>> = HashMap::new();
+    for row in &stored {
+        by_id.entry(row["id"].as_str().unwrap().to_owned()).or_default().push(row);
+    }
+    let ledger = ledger.lock().unwrap();
+    assert!(acknowledged_before > KILLS, "the clients got responses through ({acknowledged_before})");
+    assert_eq!(stored.len(), ledger.len(), "one stored response per request, acknowledged or retried");
+    for (key, (body, id)) in ledger.iter() {
+        let id = id.as_ref().unwrap();
+        let rows = by_id.get(id).unwrap_or_else(|| panic!("{key}: response {id} is missing"));
+        assert_eq!(rows.len(), 1, "{key}: stored once");
+        assert_eq!(rows[0]["answers"], body["answers"], "{key}: every answer kept");
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let verify = sipas(&database, &["tallies", "verify", "--campaign", "crash"]);
+    assert!(verify.status.success(), "tallies equal a recount: {}{}", stdout(&verify), stderr(&verify));
+    eprintln!(
+        "crash test: {KILLS} kills, {} requests, {acknowledged_before} acknowledged before the kills, {} retried",
+        ledger.len(),
+        pending.len()
+    );
+}

@@ -295,7 +295,11 @@ pub fn build_pool(target: &DatabaseTarget, options: &PoolOptions) -> Result<Pool
         .max_size(options.max_size)
         .min_idle(Some(1))
         .connection_timeout(options.connection_timeout)
-        .test_on_check_out(false)
+        // A PostgreSQL connection cut by the network or a server restart stays broken, and
+        // nothing cheaper tells: checking each one as it leaves the pool (one round trip) lets the
+        // service recover by itself when the database returns. SQLite connections are files in
+        // this process and cannot break that way.
+        .test_on_check_out(matches!(target, DatabaseTarget::Postgres(_)))
         .error_handler(Box::new(r2d2::LoggingErrorHandler))
         .build(ConnectionManager { target: target.clone() })
         .map_err(|e| DbError::Unavailable(e.to_string()))

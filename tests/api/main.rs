@@ -17,6 +17,7 @@ mod intake;
 mod keys;
 mod mail;
 mod openapi;
+mod outages;
 mod stats;
 mod storage;
 mod surveys;

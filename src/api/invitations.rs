@@ -9,7 +9,7 @@ use super::auth::Authenticated;
 use crate::app::AppState;
 use crate::auth::Role;
 use crate::db::{self, DbError};
-use crate::error::{ApiError, ErrorCode, FieldError};
+use crate::error::{ApiError, ErrorCode};
 use crate::mail::{self, InvitationReport, InvitationRow, InvitationSummary, RowProblem};
 
 /// Largest invitation list accepted in one request.
@@ -24,17 +24,11 @@ pub struct InvitationList {
 }
 
 fn refused(problems: Vec<RowProblem>) -> ApiError {
-    ApiError::new(ErrorCode::InvalidInvitations, format!("{} row(s) refused; nothing was queued", problems.len()))
-        .with_errors(
-            problems
-                .into_iter()
-                .map(|p| FieldError {
-                    field: format!("{}: {}", p.row, p.field),
-                    code: "invalid".to_owned(),
-                    message: p.message,
-                })
-                .collect(),
-        )
+    super::rows_refused(
+        ErrorCode::InvalidInvitations,
+        format!("{} row(s) refused; nothing was queued", problems.len()),
+        problems.into_iter().map(|p| (p.row, p.field, p.message)),
+    )
 }
 
 /// Queues invitations (JSON `{"invitations": [{"email", "agency", "language", "dossier"}]}` or CSV

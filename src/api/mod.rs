@@ -96,3 +96,21 @@ pub fn payload_error(error: actix_web::error::PayloadError) -> ApiError {
         other => ApiError::new(ErrorCode::MalformedBody, other.to_string()),
     }
 }
+
+/// A 422 for an uploaded table (CSV rows) with the row and column of every fault.
+pub fn rows_refused(
+    code: ErrorCode,
+    detail: String,
+    faults: impl IntoIterator<Item = (String, String, String)>,
+) -> ApiError {
+    ApiError::new(code, detail).with_errors(
+        faults
+            .into_iter()
+            .map(|(row, field, message)| FieldError {
+                field: format!("{row}: {field}"),
+                code: "invalid".to_owned(),
+                message,
+            })
+            .collect(),
+    )
+}

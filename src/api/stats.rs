@@ -216,19 +216,10 @@ pub async fn put_population(
     match outcome {
         Ok((rows, _)) => Ok(HttpResponse::Ok().json(serde_json::json!({"rows": rows}))),
         Err(None) => Err(ApiError::new(ErrorCode::CampaignNotFound, "no such campaign")),
-        Err(Some(problems)) => Err(ApiError::new(
+        Err(Some(problems)) => Err(super::rows_refused(
             ErrorCode::InvalidPopulation,
             format!("{} problem(s) in the population table; nothing was stored", problems.len()),
-        )
-        .with_errors(
-            problems
-                .into_iter()
-                .map(|p| FieldError {
-                    field: format!("line {}: {}", p.line, p.field),
-                    code: "invalid".to_owned(),
-                    message: p.message,
-                })
-                .collect(),
+            problems.into_iter().map(|p| (format!("line {}", p.line), p.field, p.message)),
         )),
     }
 }

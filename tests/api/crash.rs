@@ -6,44 +6,18 @@
 //! could outlive their response.)
 
 use std::collections::{BTreeMap, HashMap};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
 use serde_json::Value;
 
-use crate::helpers::{TestDatabase, individual, sipas, stderr, stdout};
+use crate::helpers::{
+    TestDatabase, cli_campaign, free_port, individual, sipas, spawn_binary, stderr, stdout, wait_ready,
+};
 
 const KILLS: usize = 20;
 const CLIENTS: usize = 4;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn start(database: &TestDatabase, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_sipas"))
-        .args(["--database", &database.url, "serve", "--bind", &format!("127.0.0.1:{port}")])
-        .env_remove("DATABASE_URL")
-        .env_remove("SIPAS_DATABASE_URL")
-        .env("RUST_LOG", "error")
-        .current_dir(database.dir())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-async fn ready(client: &reqwest::Client, base: &str) {
-    for _ in 0..300 {
-        if client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the server did not become ready");
-}
 
 /// Idempotency key → (body, id of the acknowledged response, if any).
 type Ledger = Arc<Mutex<BTreeMap<String, (Value, Option<String>)>>>;
@@ -68,39 +42,15 @@ async fn post(client: &reqwest::Client, base: &str, key: &str, token: &str, body
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_responses_survive_sigkill() {
     let database = TestDatabase::new();
-    assert!(sipas(&database, &["migrate"]).status.success());
-    let created = sipas(&database, &["keys", "create", "--role", "admin", "--name", "crash"]);
-    let token = stdout(&created).trim().to_owned();
-    let campaign = sipas(
-        &database,
-        &[
-            "campaigns",
-            "create",
-            "--id",
-            "crash",
-            "--survey",
-            "sipas-individual",
-            "--title-vi",
-            "Thử sập",
-            "--title-en",
-            "Crash test",
-            "--agency",
-            "01",
-            "--opens-at",
-            "2025-07-01T00:00:00Z",
-            "--closes-at",
-            "2099-01-01T00:00:00Z",
-        ],
-    );
-    assert!(campaign.status.success(), "{}", stderr(&campaign));
+    let token = cli_campaign(&database, "crash");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     let ledger: Ledger = Arc::new(Mutex::new(BTreeMap::new()));
 
     for round in 0..KILLS {
-        let mut server = start(&database, port);
-        ready(&client, &base).await;
+        let mut server = spawn_binary(&database, port);
+        wait_ready(&client, &base).await;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut clients = Vec::new();
         for c in 0..CLIENTS {
@@ -136,8 +86,8 @@ async fn acknowledged_responses_survive_sigkill() {
     }
 
     // Back up once more: retry every unacknowledged request with its key.
-    let mut server = start(&database, port);
-    ready(&client, &base).await;
+    let mut server = spawn_binary(&database, port);
+    wait_ready(&client, &base).await;
     let pending: Vec<(String, Value)> = ledger
         .lock()
         .unwrap()

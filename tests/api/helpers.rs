@@ -268,3 +268,63 @@ pub fn individual(campaign: &str, agency: &str, seed: u64) -> Value {
     }
     serde_json::json!({"campaign": campaign, "agency": agency, "respondent_type": "individual", "answers": answers})
 }
+
+/// The real binary serving on `port` against the test's database (killed by the caller).
+pub fn spawn_binary(database: &TestDatabase, port: u16) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_sipas"))
+        .args(["--database", &database.url, "serve", "--bind", &format!("127.0.0.1:{port}")])
+        .env_remove("DATABASE_URL")
+        .env_remove("SIPAS_DATABASE_URL")
+        .env("RUST_LOG", "error")
+        .current_dir(database.dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until `/readyz` answers 2xx (or fails after six seconds).
+pub async fn wait_ready(client: &Client, base: &str) {
+    for _ in 0..300 {
+        if client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the server did not become ready");
+}
+
+/// Migrates the test's database with the command line, creates an admin key and an open
+/// `sipas-individual` campaign over Hà Nội; returns the key.
+pub fn cli_campaign(database: &TestDatabase, id: &str) -> String {
+    assert!(sipas(database, &["migrate"]).status.success());
+    let token = stdout(&sipas(database, &["keys", "create", "--role", "admin", "--name", "cli"])).trim().to_owned();
+    let created = sipas(
+        database,
+        &[
+            "campaigns",
+            "create",
+            "--id",
+            id,
+            "--survey",
+            "sipas-individual",
+            "--title-vi",
+            "Thử",
+            "--title-en",
+            "Test",
+            "--agency",
+            "01",
+            "--opens-at",
+            "2025-07-01T00:00:00Z",
+            "--closes-at",
+            "2099-01-01T00:00:00Z",
+        ],
+    );
+    assert!(created.status.success(), "{}", stderr(&created));
+    token
+}
+
+/// A free local port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}

@@ -1,7 +1,7 @@
 //! Outages and shutdown: the database going away while serving (PostgreSQL, through a proxy the
 //! test cuts), and SIGTERM finishing the requests in flight.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -10,7 +10,9 @@ use serde_json::json;
 use sipas::auth::Role;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::helpers::{TestApp, TestDatabase, individual, sipas, stderr, stdout};
+use crate::helpers::{
+    TestApp, TestDatabase, cli_campaign, free_port, individual, sipas, spawn_binary, stdout, wait_ready,
+};
 
 /// A TCP proxy to PostgreSQL that the test can cut (refusing and dropping every connection) and
 /// restore.
@@ -103,48 +105,12 @@ async fn postgres_going_away_gives_503_and_recovers_by_itself() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_the_requests_in_flight() {
     let database = TestDatabase::new();
-    assert!(sipas(&database, &["migrate"]).status.success());
-    let token = stdout(&sipas(&database, &["keys", "create", "--role", "admin", "--name", "t"])).trim().to_owned();
-    let created = sipas(
-        &database,
-        &[
-            "campaigns",
-            "create",
-            "--id",
-            "hn",
-            "--survey",
-            "sipas-individual",
-            "--title-vi",
-            "Thử",
-            "--title-en",
-            "Test",
-            "--agency",
-            "01",
-            "--opens-at",
-            "2025-07-01T00:00:00Z",
-            "--closes-at",
-            "2099-01-01T00:00:00Z",
-        ],
-    );
-    assert!(created.status.success(), "{}", stderr(&created));
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_sipas"))
-        .args(["--database", &database.url, "serve", "--bind", &format!("127.0.0.1:{port}")])
-        .env_remove("DATABASE_URL")
-        .env("RUST_LOG", "error")
-        .current_dir(database.dir())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let token = cli_campaign(&database, "hn");
+    let port = free_port();
+    let mut server = spawn_binary(&database, port);
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    for _ in 0..300 {
-        if client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_ready(&client, &base).await;
     let items: Vec<_> = (0..1000)
         .map(|i| {
             let mut item = individual("hn", "00070", i);

@@ -75,6 +75,12 @@ enum Command {
     Worker,
     /// Erase invitation addresses of campaigns closed longer than the retention period.
     Purge,
+    /// Write an online, consistent copy of the SQLite database (PostgreSQL: use pg_dump).
+    Backup {
+        /// The file to create (must not exist).
+        #[arg(long)]
+        to: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -430,6 +436,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             with_database(&settings, |conn| invite_command(conn, &settings, &campaign, &file, &text))
         }
         Command::Worker => worker_command(settings),
+        Command::Backup { to } => backup_command(&settings, &to),
         Command::Purge => with_database(&settings, |conn| {
             let erased = sipas::mail::purge(conn, settings.invitation_retention_days).map_err(Failure::new)?;
             eprintln!(
@@ -797,5 +804,27 @@ fn worker_command(settings: Settings) -> Result<(), Failure> {
     runtime.block_on(async move {
         let campaigns = std::sync::Arc::new(sipas::campaign::context::CampaignCache::default());
         sipas::mail::worker::run(pool, campaigns, config).await.map_err(Failure::new)
+    })
+}
+
+/// `VACUUM INTO` writes a consistent snapshot while the service keeps running (readers and the
+/// writer are not blocked for its duration beyond SQLite's usual locking).
+fn backup_command(settings: &Settings, to: &Path) -> Result<(), Failure> {
+    let target = target(settings)?;
+    if matches!(target, DatabaseTarget::Postgres(_)) {
+        return Err(Failure::usage("for PostgreSQL use pg_dump (and WAL archiving for point-in-time recovery)"));
+    }
+    if to.exists() {
+        return Err(Failure::usage(format!("{} exists: choose a new file", to.display())));
+    }
+    let path = to.to_str().ok_or_else(|| Failure::usage("the backup path is not UTF-8"))?;
+    with_database(settings, |conn| {
+        use diesel::RunQueryDsl;
+        diesel::sql_query(format!("VACUUM INTO '{}'", path.replace('\'', "''")))
+            .execute(conn)
+            .map_err(|e| Failure::new(format!("backup to {}: {e}", to.display())))?;
+        let size = std::fs::metadata(to).map(|m| m.len()).unwrap_or(0);
+        eprintln!("{}: {size} bytes, a consistent copy", to.display());
+        Ok(())
     })
 }

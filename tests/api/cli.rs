@@ -222,3 +222,29 @@ fn campaigns_are_created_and_listed_from_the_command_line() {
     let verified = sipas(&database, &["tallies", "verify"]);
     assert!(verified.status.success(), "{}", stderr(&verified));
 }
+
+#[tokio::test]
+async fn backup_writes_a_consistent_copy_of_the_sqlite_database() {
+    let app = crate::helpers::TestApp::spawn().await;
+    let admin = app.open_campaign("hn", "dossier-rating", &["01"]).await;
+    let response = app.post_response(&admin, None, &crate::helpers::rating("hn", "00070", None, 2)).await;
+    assert_eq!(response.status().as_u16(), 201);
+    let file = app.database.dir().join("backup.db");
+    let output = sipas(&app.database, &["backup", "--to", file.to_str().unwrap()]);
+    if app.database.is_postgres() {
+        assert_eq!(output.status.code(), Some(2));
+        assert!(stderr(&output).contains("pg_dump"), "{}", stderr(&output));
+        return;
+    }
+    assert!(output.status.success(), "{}", stderr(&output));
+    let listed = std::process::Command::new(env!("CARGO_BIN_EXE_sipas"))
+        .args(["--database", &format!("sqlite://{}", file.display()), "campaigns", "list"])
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let line = stdout(&listed).lines().find(|l| l.starts_with("hn ")).map(str::to_owned).unwrap_or_default();
+    assert!(line.split_whitespace().any(|w| w == "1"), "the copy holds the campaign and its response: {line}");
+    let again = sipas(&app.database, &["backup", "--to", file.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(2), "an existing file is never overwritten");
+}

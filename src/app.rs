@@ -284,7 +284,26 @@ pub fn run(listener: TcpListener, state: AppState) -> Result<Server, StartupErro
             .route("/api/docs", web::get().to(|| async { redirect("/api/docs/") }))
             .configure(crate::web::configure)
             .default_service(web::to(api::not_found))
-            .wrap(TracingLogger::default())
+            .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
+            // Outermost: every request has an id before its span is opened, and every response
+            // carries it back.
+            .wrap_fn(|mut request, service| {
+                use actix_web::dev::Service;
+                use actix_web::http::header::{HeaderName, HeaderValue};
+                let name = HeaderName::from_static(crate::telemetry::REQUEST_ID);
+                let given = request.headers().get(&name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                let id = given
+                    .filter(|id| crate::telemetry::valid_request_id(id))
+                    .unwrap_or_else(|| ulid::Ulid::new().to_string());
+                let value = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+                request.headers_mut().insert(name.clone(), value.clone());
+                let response = service.call(request);
+                async move {
+                    let mut response = response.await?;
+                    response.headers_mut().insert(name, value);
+                    Ok(response)
+                }
+            })
     })
     .workers(workers)
     .shutdown_timeout(30)

@@ -23,3 +23,16 @@ async fn unknown_routes_get_a_problem_document() {
     let (status, _) = json_of(app.get("/nowhere").send().await.unwrap()).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn every_response_carries_the_request_id() {
+    let app = TestApp::spawn().await;
+    let given = app.get("/healthz").header("x-request-id", "desk-7-000123").send().await.unwrap();
+    assert_eq!(given.headers()["x-request-id"], "desk-7-000123", "the caller's id is kept");
+    let fresh = app.get("/api/v1/surveys").send().await.unwrap();
+    assert_eq!(fresh.headers()["x-request-id"].len(), 26, "a new id when none is given");
+    let long = "x".repeat(200);
+    let replaced = app.get("/nope").header("x-request-id", long.as_str()).send().await.unwrap();
+    assert_eq!(replaced.status().as_u16(), 404);
+    assert_ne!(replaced.headers()["x-request-id"], long.as_str(), "an unreasonable id is replaced");
+}

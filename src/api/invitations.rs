@@ -2,7 +2,6 @@
 //! summary gives counts, never addresses.
 
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
-use futures_util::StreamExt;
 use serde::Deserialize;
 
 use super::auth::Authenticated;
@@ -46,17 +45,10 @@ pub async fn create(
     key: Authenticated,
     id: web::Path<String>,
     request: HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let principal = key.require(&[Role::Admin, Role::Partner])?;
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(super::payload_error)?;
-        if body.len() + chunk.len() > INVITATIONS_BODY_LIMIT {
-            return Err(ApiError::new(ErrorCode::PayloadTooLarge, "at most 8 MiB of invitations per request"));
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = super::read_body(&request, payload, INVITATIONS_BODY_LIMIT).await?;
     let rows: Vec<(String, InvitationRow)> = match super::media_type(&request).as_str() {
         "application/json" => {
             let list: InvitationList =

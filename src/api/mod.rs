@@ -114,3 +114,31 @@ pub fn rows_refused(
             .collect(),
     )
 }
+
+/// Reads a whole request body of at most `limit` bytes: a declared `Content-Length` over the
+/// limit is refused before anything is read, and the stream is cut off once it passes the limit.
+pub async fn read_body(
+    request: &HttpRequest,
+    mut payload: actix_web::web::Payload,
+    limit: usize,
+) -> Result<actix_web::web::BytesMut, ApiError> {
+    use futures_util::StreamExt;
+    let too_large = || ApiError::new(ErrorCode::PayloadTooLarge, format!("the body may be at most {limit} bytes"));
+    let declared = request
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(too_large());
+    }
+    let mut body = actix_web::web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(payload_error)?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::Utc;
-use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -84,28 +83,12 @@ pub struct StoredResponse {
 }
 
 /// Reads a JSON body up to `limit` bytes: 415 when it is not JSON, 413 when too large.
-async fn read_json(request: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Value, ApiError> {
+async fn read_json(request: &HttpRequest, payload: web::Payload, limit: usize) -> Result<Value, ApiError> {
     let media = super::media_type(request);
     if media != "application/json" && !(media.starts_with("application/") && media.ends_with("+json")) {
         return Err(ApiError::new(ErrorCode::UnsupportedMediaType, "send the body as application/json"));
     }
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    let too_large = || ApiError::new(ErrorCode::PayloadTooLarge, format!("the body may be at most {limit} bytes"));
-    if declared.is_some_and(|length| length > limit) {
-        return Err(too_large());
-    }
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(super::payload_error)?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = super::read_body(request, payload, limit).await?;
     if body.is_empty() {
         return Err(ApiError::new(ErrorCode::MalformedBody, "the body is empty"));
     }

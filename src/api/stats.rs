@@ -6,7 +6,6 @@ use std::io::Write;
 use actix_web::http::header;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, get, put, web};
-use futures_util::StreamExt;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -186,20 +185,13 @@ pub async fn put_population(
     key: Authenticated,
     id: web::Path<String>,
     request: HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     analyst(key)?;
     if super::media_type(&request) != "text/csv" {
         return Err(ApiError::new(ErrorCode::UnsupportedMediaType, "send the population table as text/csv"));
     }
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(super::payload_error)?;
-        if body.len() + chunk.len() > POPULATION_BODY_LIMIT {
-            return Err(ApiError::new(ErrorCode::PayloadTooLarge, "the population table is larger than 16 MiB"));
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = super::read_body(&request, payload, POPULATION_BODY_LIMIT).await?;
     let text = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::new(ErrorCode::MalformedBody, "the population table is not UTF-8"))?;
     let campaign = id.into_inner();

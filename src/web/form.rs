@@ -399,35 +399,21 @@ fn question_view(
 ) -> QuestionView {
     let given = answers.get(&question.id);
     let anchor = format!("q-{}", question.id);
-    let chosen = |value: &str| given.is_some_and(|v| v.iter().any(|x| x == value));
+    // Scale points and choice options are drawn alike: a value, its words, whether it is chosen.
+    let option = |value: String, label: &crate::survey::model::LocalizedText| OptionView {
+        input_id: format!("{anchor}-{value}"),
+        checked: given.is_some_and(|v| v.contains(&value)),
+        label: label.get(lang).to_owned(),
+        value,
+    };
     let (is_choice, input_type, options) = match question.kind {
-        QuestionKind::Scale => (
-            true,
-            "radio",
-            question
-                .labels
-                .iter()
-                .map(|p| OptionView {
-                    value: p.value.to_string(),
-                    label: p.label.get(lang).to_owned(),
-                    input_id: format!("{anchor}-{}", p.value),
-                    checked: chosen(&p.value.to_string()),
-                })
-                .collect(),
-        ),
+        QuestionKind::Scale => {
+            (true, "radio", question.labels.iter().map(|p| option(p.value.to_string(), &p.label)).collect())
+        }
         QuestionKind::SingleChoice | QuestionKind::MultiChoice => (
             true,
             if question.kind == QuestionKind::MultiChoice { "checkbox" } else { "radio" },
-            question
-                .options
-                .iter()
-                .map(|o| OptionView {
-                    value: o.value.clone(),
-                    label: o.label.get(lang).to_owned(),
-                    input_id: format!("{anchor}-{}", o.value),
-                    checked: chosen(&o.value),
-                })
-                .collect(),
+            question.options.iter().map(|o| option(o.value.clone(), &o.label)).collect(),
         ),
         QuestionKind::Integer => (false, "number", Vec::new()),
         QuestionKind::Text => (false, "textarea", Vec::new()),
@@ -532,10 +518,7 @@ fn render_form(request: PageRequest, status: StatusCode) -> HttpResponse {
     if let Some(dossier) = &request.dossier {
         switch_query.push(("dossier", dossier.clone()));
     }
-    let switch_url = format!(
-        "{base}?{}",
-        switch_query.iter().map(|(k, v)| format!("{k}={}", urlencode(v))).collect::<Vec<_>>().join("&")
-    );
+    let switch_url = format!("{base}?{}", serde_urlencoded::to_string(&switch_query).unwrap_or_default());
     let intro =
         (page == 0 || !paged).then(|| definition.description.as_ref().map(|d| d.get(lang).to_owned())).flatten();
     let form = FormPage {
@@ -568,16 +551,6 @@ fn render_form(request: PageRequest, status: StatusCode) -> HttpResponse {
             HttpResponse::InternalServerError().finish()
         }
     }
-}
-
-fn urlencode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
 
 /// `GET /s/{campaign}/{agency}` and `GET /r/{campaign}/{agency}`: the first page, with a fresh
@@ -624,7 +597,26 @@ pub async fn show(state: web::Data<AppState>, request: HttpRequest, reach: Reach
     response
 }
 
-/// Which answer problems belong on which page, with their messages.
+/// The messages for answer problems (`answers.ID` fields) of the questions `on_page` accepts.
+fn answer_errors<'a>(
+    definition: &SurveyDefinition,
+    problems: impl IntoIterator<Item = (&'a str, &'a str)>,
+    t: &Texts,
+    on_page: impl Fn(&Question) -> bool,
+) -> BTreeMap<String, &'static str> {
+    let mut errors = BTreeMap::new();
+    for (field, code) in problems {
+        let Some(id) = field.strip_prefix("answers.") else { continue };
+        if let Some(question) = definition.question(id)
+            && on_page(question)
+        {
+            errors.entry(id.to_owned()).or_insert_with(|| t.message(code, question.kind == QuestionKind::Integer));
+        }
+    }
+    errors
+}
+
+/// Problems of the answers to the questions `on_page` accepts, checked against the definition.
 fn page_errors(
     definition: &SurveyDefinition,
     json: &Value,
@@ -632,16 +624,7 @@ fn page_errors(
     on_page: impl Fn(&Question) -> bool,
 ) -> BTreeMap<String, &'static str> {
     let Err(problems) = check_answers(definition, json) else { return BTreeMap::new() };
-    let mut errors = BTreeMap::new();
-    for problem in problems {
-        let id = problem.field.strip_prefix("answers.").unwrap_or(&problem.field).to_owned();
-        if let Some(question) = definition.question(&id)
-            && on_page(question)
-        {
-            errors.entry(id).or_insert_with(|| t.message(problem.code, question.kind == QuestionKind::Integer));
-        }
-    }
-    errors
+    answer_errors(definition, problems.iter().map(|p| (p.field.as_str(), p.code)), t, on_page)
 }
 
 /// `POST /s/{campaign}/{agency}` and `POST /r/{campaign}/{agency}`: moves between pages, or submits
@@ -700,38 +683,15 @@ pub async fn submit(
     if mode == Mode::Paged && posted.back {
         return draw(page.saturating_sub(1), BTreeMap::new(), StatusCode::OK);
     }
-    if mode == Mode::Paged {
-        let section = all_sections.get(page).map(|s| s.id.clone()).unwrap_or_default();
+    let section = all_sections.get(page).map(|s| s.id.clone()).unwrap_or_default();
+    if mode == Mode::Paged && page < last_page {
         let errors = page_errors(&definition, &json, t, |q| q.section == section);
         if !errors.is_empty() {
             return draw(page, errors, StatusCode::UNPROCESSABLE_ENTITY);
         }
-        if page < last_page {
-            return draw(page + 1, BTreeMap::new(), StatusCode::OK);
-        }
+        return draw(page + 1, BTreeMap::new(), StatusCode::OK);
     }
-    let errors = page_errors(&definition, &json, t, |_| true);
-    if !errors.is_empty() {
-        // On paged forms an earlier page's problem (a changed definition) sends the citizen there.
-        let first = if mode == Mode::Paged {
-            all_sections
-                .iter()
-                .position(|s| definition.questions.iter().any(|q| q.section == s.id && errors.contains_key(&q.id)))
-                .unwrap_or(page)
-        } else {
-            0
-        };
-        return draw(first, errors, StatusCode::UNPROCESSABLE_ENTITY);
-    }
-    if let Some(limiter) = state.form_limiter.as_ref().filter(|_| target.channel == Channel::Link) {
-        let ip = request.peer_addr().map(|a| a.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        if limiter.check_key(&ip).is_err() {
-            let mut response =
-                message(StatusCode::TOO_MANY_REQUESTS, t, t.too_many_heading, vec![t.too_many_body], None);
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
-            return response;
-        }
-    }
+    // The last page: the intake path's checks are the only ones, run once.
     let respondent_type = posted.respondent_type.clone().unwrap_or_else(|| default_respondent_type(&definition));
     let mut body = json!({
         "campaign": campaign, "agency": agency, "respondent_type": respondent_type,
@@ -757,6 +717,24 @@ pub async fn submit(
             prepared.invitation = target.invitation.clone();
             prepared
         }
+        Err(Refusal::Invalid(problems)) if problems.iter().any(|p| p.field.starts_with("answers.")) => {
+            let faults = || problems.iter().map(|p| (p.field.as_str(), p.code));
+            let here = answer_errors(&definition, faults(), t, |q| mode == Mode::Paged && q.section == section);
+            if !here.is_empty() {
+                return draw(page, here, StatusCode::UNPROCESSABLE_ENTITY);
+            }
+            let errors = answer_errors(&definition, faults(), t, |_| true);
+            // On paged forms an earlier page's problem (a changed definition) sends the citizen there.
+            let first = if mode == Mode::Paged {
+                all_sections
+                    .iter()
+                    .position(|s| definition.questions.iter().any(|q| q.section == s.id && errors.contains_key(&q.id)))
+                    .unwrap_or(page)
+            } else {
+                0
+            };
+            return draw(first, errors, StatusCode::UNPROCESSABLE_ENTITY);
+        }
         Err(refusal) => {
             tracing::warn!(?refusal, "form: submission refused by the intake path");
             return message(
@@ -768,6 +746,16 @@ pub async fn submit(
             );
         }
     };
+    // Only submissions about to be stored count against the per-address limit.
+    if let Some(limiter) = state.form_limiter.as_ref().filter(|_| target.channel == Channel::Link) {
+        let ip = request.peer_addr().map(|a| a.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        if limiter.check_key(&ip).is_err() {
+            let mut response =
+                message(StatusCode::TOO_MANY_REQUESTS, t, t.too_many_heading, vec![t.too_many_body], None);
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+            return response;
+        }
+    }
     match state.writer.write(vec![prepared]).await.map(|mut outcomes| outcomes.pop()) {
         Ok(Some(ItemOutcome::Created { .. })) => {
             message(StatusCode::OK, t, t.thanks_heading, vec![t.thanks_body], None)

@@ -257,9 +257,19 @@ async fn a_refusing_server_is_retried_and_a_permanent_refusal_is_recorded() {
     let admin = campaign(&app, "hn", json!({})).await;
     invite(&app, &admin, "hn", json!([{"email": "an@example.vn", "agency": "00070"}])).await;
     wait_for(&received, 1).await;
+    // The server has the message before the worker records the delivery: wait for the record.
     let mut conn = app.database.connect();
-    let attempts: i32 = outbox::table.select(outbox::attempts).first(&mut conn).unwrap();
-    assert_eq!(attempts, 3, "two refusals, then delivered");
+    let mut delivered = None;
+    for _ in 0..100 {
+        let (state, attempts): (String, i32) =
+            outbox::table.select((outbox::status, outbox::attempts)).first(&mut conn).unwrap();
+        if state == "sent" {
+            delivered = Some(attempts);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(delivered, Some(3), "two refusals, then delivered");
 
     let (smtp, _) = smtp_server(Behaviour::RefuseAlways);
     let app = mail_app(&smtp).await;

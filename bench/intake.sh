@@ -2,25 +2,13 @@
 # Intake benchmark: single-response POSTs at 16 and 64 keep-alive connections and batches of
 # 1,000, each beside GET /healthz on the same server in the same run. Needs `wrk` (Debian package)
 # and a release build. Usage: bench/intake.sh [DATABASE_URL]   (default: a fresh SQLite file)
-set -euo pipefail
-cd "$(dirname "$0")/.."
-BIN=target/release/sipas
-[ -x "$BIN" ] || cargo build --release
-WORK=$(mktemp -d)
-trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
-DATABASE="${1:-sqlite://$WORK/bench.db}"
 PORT=18181
-BASE="http://127.0.0.1:$PORT"
+source "$(dirname "$0")/common.sh"
+trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
 DURATION="${DURATION:-10s}"
-
-"$BIN" --database "$DATABASE" migrate >/dev/null 2>&1
-KEY=$("$BIN" --database "$DATABASE" keys create --role admin --name bench 2>/dev/null)
-RUST_LOG=warn SIPAS_BIND="127.0.0.1:$PORT" "$BIN" --database "$DATABASE" serve >"$WORK/server.log" 2>&1 &
-SERVER=$!
-for _ in $(seq 1 50); do curl -sf "$BASE/readyz" >/dev/null && break; sleep 0.2; done
+start_server "${1:-sqlite://$WORK/bench.db}"
 CAMPAIGN="bench-$(date +%s)"
-curl -sf -X POST "$BASE/api/v1/campaigns" -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
-  -d "{\"id\":\"$CAMPAIGN\",\"survey\":\"sipas-individual\",\"title\":{\"vi\":\"Đo tải\",\"en\":\"Benchmark\"},\"agencies\":[\"VN\"],\"opens_at\":\"2025-07-01T00:00:00Z\",\"closes_at\":\"2099-01-01T00:00:00Z\"}" >/dev/null
+create_campaign "$CAMPAIGN"
 python3 bench/make_body.py "$BASE" "$CAMPAIGN" 00070 >"$WORK/body.json"
 export BODY="$WORK/body.json" KEY
 

@@ -83,7 +83,8 @@ def template(t):
 
 def body_for(n):
     """The n-th batch: fresh client ids and, with the agency spread, the next 8 communes."""
-    prefix = f"{n:09d}".encode()
+    # Client ids are idempotency keys of the API key: unique across campaigns loaded with it.
+    prefix = f"{campaign}-{n:09d}".encode()
     if spread != "agency":
         return bodies[n % TEMPLATES].replace(b"CLIENTPFX", prefix)
     first = (n * GROUPS) % len(communes)

@@ -8,25 +8,12 @@
 #   - a full CSV export through `sipas export`: rows per second and peak memory (max RSS).
 # Usage: [SPREAD=agency|national] bench/stats.sh [DATABASE_URL] [TOTAL]
 #   (default: a fresh SQLite file, 10,000,000 responses, batches per agency; see load_campaign.py)
-set -euo pipefail
-cd "$(dirname "$0")/.."
-BIN=target/release/sipas
-[ -x "$BIN" ] || cargo build --release
-WORK=${WORK:-$(mktemp -d)}
-trap 'kill $SERVER 2>/dev/null || true' EXIT
-DATABASE="${1:-sqlite://$WORK/stats.db}"
-TOTAL="${2:-10000000}"
 PORT=18182
-BASE="http://127.0.0.1:$PORT"
-
-"$BIN" --database "$DATABASE" migrate >/dev/null 2>&1
-KEY=$("$BIN" --database "$DATABASE" keys create --role admin --name bench 2>/dev/null)
-RUST_LOG=warn SIPAS_BIND="127.0.0.1:$PORT" "$BIN" --database "$DATABASE" serve >"$WORK/server.log" 2>&1 &
-SERVER=$!
-for _ in $(seq 1 50); do curl -sf "$BASE/readyz" >/dev/null && break; sleep 0.2; done
+source "$(dirname "$0")/common.sh"
+TOTAL="${2:-10000000}"
+start_server "${1:-sqlite://$WORK/stats.db}"
 CAMPAIGN="stats-$(date +%s)"
-curl -sf -X POST "$BASE/api/v1/campaigns" -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
-  -d "{\"id\":\"$CAMPAIGN\",\"survey\":\"sipas-individual\",\"title\":{\"vi\":\"Đo tải\",\"en\":\"Benchmark\"},\"agencies\":[\"VN\"],\"opens_at\":\"2025-07-01T00:00:00Z\",\"closes_at\":\"2099-01-01T00:00:00Z\"}" >/dev/null
+create_campaign "$CAMPAIGN"
 echo "== filling $CAMPAIGN with $TOTAL responses ($DATABASE)"
 python3 bench/load_campaign.py "$BASE" "$KEY" "$CAMPAIGN" survey-defs/agencies/vn-admin-units-2025.csv "$TOTAL" 3 "${SPREAD:-agency}"
 

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod campaign;
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod error;
 pub mod intake;
 pub mod mail;

@@ -41,6 +41,16 @@ enum Command {
         /// Address to listen on (default 127.0.0.1:8080; env SIPAS_BIND).
         #[arg(long)]
         bind: Option<String>,
+        /// Load the synthetic demo campaigns first (as `sipas demo` does) and show them.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Create the demo campaigns with synthetic responses calibrated to the published SIPAS
+    /// figures of 2022–2024 (idempotent: a complete round is left alone).
+    Demo {
+        /// Responses per province and round.
+        #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u32).range(4..=100_000))]
+        per_province: u32,
     },
     /// Apply pending database migrations and exit.
     Migrate,
@@ -292,12 +302,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
     telemetry::init(settings.log_format);
     match cli.command {
-        Command::Serve { bind } => {
+        Command::Serve { bind, demo } => {
             if let Some(bind) = bind {
                 settings.bind = bind;
             }
+            if demo {
+                demo_command(&settings, DEMO_PER_PROVINCE)?;
+            }
             serve(settings)
         }
+        Command::Demo { per_province } => demo_command(&settings, per_province as usize),
         Command::Migrate => {
             let target = target(&settings)?;
             let preparation = prepare_database(&target, settings.load_defaults).map_err(Failure::new)?;
@@ -809,6 +823,34 @@ fn worker_command(settings: Settings) -> Result<(), Failure> {
 
 /// `VACUUM INTO` writes a consistent snapshot while the service keeps running (readers and the
 /// writer are not blocked for its duration beyond SQLite's usual locking).
+/// Responses per province and round that `serve --demo` loads.
+const DEMO_PER_PROVINCE: usize = 600;
+
+fn demo_command(settings: &Settings, per_province: usize) -> Result<(), Failure> {
+    with_database(settings, |conn| {
+        let secret = match &settings.dossier_secret {
+            Some(secret) => secret.clone().into_bytes(),
+            None => db::server_secret(conn, "dossier").map_err(Failure::new)?,
+        };
+        let cache = sipas::campaign::context::CampaignCache::default();
+        let started = std::time::Instant::now();
+        let outcomes = sipas::demo::load(conn, &cache, &secret, per_province).map_err(Failure::new)?;
+        for outcome in &outcomes {
+            eprintln!(
+                "{}: {} synthetic response(s) written, {} in all",
+                outcome.campaign, outcome.written, outcome.total
+            );
+        }
+        let base = settings.public_base();
+        eprintln!(
+            "demo data ready in {:.1} s; with the server running, open {base}/results/{}",
+            started.elapsed().as_secs_f64(),
+            sipas::demo::ROUNDS[sipas::demo::ROUNDS.len() - 1].id
+        );
+        Ok(())
+    })
+}
+
 fn backup_command(settings: &Settings, to: &Path) -> Result<(), Failure> {
     let target = target(settings)?;
     if matches!(target, DatabaseTarget::Postgres(_)) {

@@ -229,6 +229,14 @@ pub fn revoke_key(conn: &mut DbConnection, id: i64) -> Result<bool, DbError> {
     Ok(api_keys::table.find(id).count().get_result::<i64>(conn)? == 1)
 }
 
+/// The role of a key that exists and is not revoked (a signed-in session stays valid only while
+/// its key does).
+pub fn active_role(conn: &mut DbConnection, id: i64) -> Result<Option<Role>, DbError> {
+    let row: Option<(String, Option<NaiveDateTime>)> =
+        api_keys::table.find(id).select((api_keys::role, api_keys::revoked_at)).first(conn).optional()?;
+    Ok(row.filter(|(_, revoked)| revoked.is_none()).and_then(|(role, _)| role.parse().ok()))
+}
+
 /// The principal behind a bearer token, or `None` when the token is malformed, unknown or revoked.
 pub fn authenticate(conn: &mut DbConnection, token: &str) -> Result<Option<Principal>, DbError> {
     let Some((id, secret)) = token.strip_prefix(TOKEN_PREFIX).and_then(|rest| rest.split_once('_')) else {

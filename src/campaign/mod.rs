@@ -90,6 +90,8 @@ pub struct Campaign {
     pub min_n: i32,
     /// Whether the results pages are public.
     pub results_public: bool,
+    /// Whether its responses are synthetic (made by `sipas demo`), not real.
+    pub synthetic: bool,
     /// Invitation wording and reminders.
     pub mail: MailSettings,
     /// Responses received so far.
@@ -366,6 +368,7 @@ struct CampaignRow {
     created_at: NaiveDateTime,
     updated_at: NaiveDateTime,
     mail_settings: String,
+    synthetic: bool,
 }
 
 fn from_row(conn: &mut DbConnection, row: CampaignRow) -> Result<Campaign, DbError> {
@@ -382,6 +385,7 @@ fn from_row(conn: &mut DbConnection, row: CampaignRow) -> Result<Campaign, DbErr
         created_at,
         updated_at,
         mail_settings,
+        synthetic,
     } = row;
     let agencies: Vec<String> = campaign_agencies::table
         .inner_join(agencies::table)
@@ -412,6 +416,7 @@ fn from_row(conn: &mut DbConnection, row: CampaignRow) -> Result<Campaign, DbErr
         agencies,
         min_n,
         results_public,
+        synthetic,
         mail: serde_json::from_str(&mail_settings).unwrap_or_default(),
         responses,
     })

@@ -98,6 +98,7 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         mail_settings -> Text,
+        synthetic -> Bool,
     }
 }
 

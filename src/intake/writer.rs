@@ -158,6 +158,12 @@ fn is_race(error: &DbError) -> bool {
     ) || matches!(error, DbError::Query(Error::DatabaseError(_, info)) if info.message().contains("deadlock"))
 }
 
+/// Writes the items in one transaction on `conn`, without the writer thread: for loading data
+/// from the command line (`sipas demo`) where nothing else writes at the same time.
+pub fn write_now(conn: &mut DbConnection, items: &[&Prepared]) -> Result<Vec<ItemOutcome>, DbError> {
+    db::write_transaction(conn, |conn| write_items(conn, items, false))
+}
+
 fn write_group(pool: &Pool, items: &[&Prepared]) -> Result<Vec<ItemOutcome>, DbError> {
     let mut conn = pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?;
     match db::write_transaction(&mut conn, |conn| write_items(conn, items, false)) {

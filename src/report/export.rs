@@ -8,7 +8,7 @@ use rust_xlsxwriter::{Format, Workbook, XlsxError};
 use super::output::{FiguresReport, MeasureReport, StatsReport, UnitReport};
 
 /// Columns of the stats CSV.
-pub const STATS_CSV_COLUMNS: [&str; 27] = [
+pub const STATS_CSV_COLUMNS: [&str; 28] = [
     "campaign",
     "role",
     "agency",
@@ -36,6 +36,7 @@ pub const STATS_CSV_COLUMNS: [&str; 27] = [
     "change_ci_low",
     "change_ci_high",
     "change_p_value",
+    "synthetic",
 ];
 
 fn number(value: Option<f64>) -> String {
@@ -90,6 +91,7 @@ pub fn stats_csv(report: &StatsReport) -> Result<Vec<u8>, csv::Error> {
                 number(change.map(|c| c.ci_low)),
                 number(change.map(|c| c.ci_high)),
                 number(change.map(|c| c.p_value)),
+                report.synthetic.to_string(),
             ])?;
         }
         Ok(())
@@ -122,6 +124,22 @@ pub fn stats_xlsx(report: &StatsReport, language: &str) -> Result<Vec<u8>, XlsxE
     }
     let mut workbook = Workbook::new();
     let bold = Format::new().set_bold();
+    if report.synthetic {
+        // Synthetic figures say so on the sheet a reader opens first.
+        let sheet = workbook.add_worksheet();
+        sheet.set_name(if language == "vi" { "DỮ LIỆU MÔ PHỎNG" } else { "SYNTHETIC DATA" })?;
+        sheet.write_string_with_format(
+            0,
+            0,
+            if language == "vi" {
+                "Dữ liệu mô phỏng: các số liệu trong tệp này được tạo ra để minh họa, không phải kết quả khảo sát thật."
+            } else {
+                "Synthetic data: the figures in this file were generated for demonstration and are not real survey results."
+            },
+            &bold,
+        )?;
+        sheet.write_string(1, 0, &report.title)?;
+    }
     let (low, high) = if language == "vi" { ("cận dưới", "cận trên") } else { ("lower", "upper") };
     for (level, units) in by_level {
         let sheet = workbook.add_worksheet();

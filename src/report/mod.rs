@@ -522,6 +522,14 @@ pub fn stats(
             unit_report(&side, &labels, request, p.node, &p.group, p.suppression, None, changes, &breakdown);
         report.rollup = Some(p.rollup.as_str().to_owned());
         report.rank = None;
+        if p.rollup == Rollup::MeanOfUnits && !report.scale.is_empty() {
+            let spreads: Vec<Vec<ScaleReport>> = units
+                .iter()
+                .filter(|u| u.suppression.is_none())
+                .map(|u| scale_spread(&side, &labels, &u.group.all))
+                .collect();
+            report.scale = mean_of_spreads(&report.scale, &spreads);
+        }
         report
     });
     let listed: Vec<usize> = match request.scope {
@@ -585,6 +593,7 @@ pub fn stats(
         title: context.campaign.title.get(&request.language).to_owned(),
         survey: context.campaign.survey.clone(),
         version: context.campaign.version,
+        synthetic: context.campaign.synthetic,
         computed_at: Utc::now(),
         method: MethodReport {
             rollup: request.rollup.as_str().to_owned(),
@@ -712,6 +721,8 @@ fn change(now: Estimate, then: Estimate, confidence: Confidence) -> ChangeReport
         .unwrap_or_else(|| normal_difference(now.value, now.variance, then.value, then.variance, 0.0, confidence.z));
     ChangeReport {
         previous: then.value,
+        previous_ci_low: then.interval(confidence).0,
+        previous_ci_high: then.interval(confidence).1,
         difference: d.difference,
         ci_low: d.ci_low,
         ci_high: d.ci_high,
@@ -864,6 +875,68 @@ fn choices(
         .collect()
 }
 
+/// How the answers to each criterion spread over its scale, from a group's tally.
+fn scale_spread(side: &Side, labels: &Labels, tally: &Tally) -> Vec<ScaleReport> {
+    let definition = &side.context.definition;
+    side.model
+        .criteria
+        .iter()
+        .filter_map(|criterion| {
+            let question = definition.question(&criterion.id)?;
+            let min = question.min?;
+            let counts = tally.counts.get(criterion.offset..criterion.offset + criterion.points)?;
+            let n: u64 = counts.iter().sum();
+            let points = counts
+                .iter()
+                .enumerate()
+                .map(|(slot, count)| {
+                    let value = min + slot as i64;
+                    PointReport {
+                        value,
+                        label: question
+                            .labels
+                            .iter()
+                            .find(|l| l.value == value)
+                            .map(|l| l.label.get(&labels.language).to_owned())
+                            .unwrap_or_else(|| value.to_string()),
+                        satisfied: criterion.satisfied_slots.contains(&slot),
+                        count: *count,
+                        share: if n == 0 { 0.0 } else { 100.0 * *count as f64 / n as f64 },
+                    }
+                })
+                .collect();
+            Some(ScaleReport {
+                id: criterion.id.clone(),
+                label: question.text.get(&labels.language).to_owned(),
+                n,
+                points,
+            })
+        })
+        .collect()
+}
+
+/// A parent's spreads as the mean of its units' shares (units without answers to a criterion
+/// left out), as its criteria are the mean of its units' estimates: the satisfied points then add
+/// up to the criterion's estimate. Counts and `n` stay those of all the parent's answers.
+fn mean_of_spreads(pooled: &[ScaleReport], units: &[Vec<ScaleReport>]) -> Vec<ScaleReport> {
+    pooled
+        .iter()
+        .enumerate()
+        .map(|(i, spread)| {
+            let answered: Vec<&ScaleReport> = units.iter().filter_map(|u| u.get(i)).filter(|s| s.n > 0).collect();
+            if answered.is_empty() {
+                return spread.clone();
+            }
+            let mut spread = spread.clone();
+            for (p, point) in spread.points.iter_mut().enumerate() {
+                point.share = answered.iter().map(|s| s.points.get(p).map_or(0.0, |x| x.share)).sum::<f64>()
+                    / answered.len() as f64;
+            }
+            spread
+        })
+        .collect()
+}
+
 #[allow(clippy::too_many_arguments)]
 fn unit_report(
     side: &Side,
@@ -893,12 +966,13 @@ fn unit_report(
         changes.as_ref(),
     );
     let m = &side.context.definition.measurement;
-    let (mut expectations, assessments) = if suppressed {
-        (Vec::new(), Vec::new())
+    let (mut expectations, assessments, scale) = if suppressed {
+        (Vec::new(), Vec::new(), Vec::new())
     } else {
         (
             choices(side, labels, &group.all, &m.expectations, request.confidence),
             choices(side, labels, &group.all, &m.assessments, request.confidence),
+            scale_spread(side, labels, &group.all),
         )
     };
     let first_share = |c: &ChoiceReport| {
@@ -921,6 +995,7 @@ fn unit_report(
         weighting: group.weighting.clone(),
         expectations,
         assessments,
+        scale,
         breakdown,
     }
 }

@@ -15,6 +15,8 @@ pub struct StatsReport {
     pub survey: String,
     /// Survey version.
     pub version: i32,
+    /// Whether the campaign's responses are synthetic (demo data), not real.
+    pub synthetic: bool,
     /// When the figures were computed.
     pub computed_at: DateTime<Utc>,
     /// How the figures were computed.
@@ -120,6 +122,11 @@ pub struct UnitReport {
     pub expectations: Vec<ChoiceReport>,
     /// Assessments, in the definition's order.
     pub assessments: Vec<ChoiceReport>,
+    /// How the answers to each criterion spread over the scale, unweighted: over the unit's
+    /// respondents, or for a parent formed as a mean of units the mean of its units' shares, so
+    /// that the satisfied points add up to the criterion's unweighted estimate (empty when
+    /// suppressed).
+    pub scale: Vec<ScaleReport>,
     /// With `breakdown=`: one entry per value.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub breakdown: Option<Vec<BreakdownCell>>,
@@ -192,6 +199,10 @@ pub struct DifferenceReport {
 pub struct ChangeReport {
     /// The earlier estimate.
     pub previous: f64,
+    /// Lower bound of the earlier estimate's interval.
+    pub previous_ci_low: f64,
+    /// Upper bound of the earlier estimate's interval.
+    pub previous_ci_high: f64,
     /// Now minus then, in percentage points.
     pub difference: f64,
     /// Lower bound.
@@ -257,6 +268,34 @@ pub struct ShareReport {
     pub ci_low: f64,
     /// Wilson interval, upper bound.
     pub ci_high: f64,
+}
+
+/// How the answers to one criterion spread over the points of its scale.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ScaleReport {
+    /// Question id.
+    pub id: String,
+    /// Question text in the chosen language.
+    pub label: String,
+    /// Valid answers.
+    pub n: u64,
+    /// One entry per point, lowest first.
+    pub points: Vec<PointReport>,
+}
+
+/// One point of a scale.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PointReport {
+    /// The point's value.
+    pub value: i64,
+    /// Its label in the chosen language.
+    pub label: String,
+    /// Whether it counts as satisfied.
+    pub satisfied: bool,
+    /// Answers.
+    pub count: u64,
+    /// Percentage of the valid answers.
+    pub share: f64,
 }
 
 /// One value of a breakdown.

@@ -49,7 +49,7 @@ impl Mode {
 }
 
 /// Security headers on every page: nothing from another origin, no inline script or style.
-fn secure(mut response: HttpResponse) -> HttpResponse {
+pub(crate) fn secure(mut response: HttpResponse) -> HttpResponse {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -64,7 +64,7 @@ fn secure(mut response: HttpResponse) -> HttpResponse {
     response
 }
 
-fn html(status: StatusCode, body: String) -> HttpResponse {
+pub(crate) fn html(status: StatusCode, body: String) -> HttpResponse {
     secure(HttpResponse::build(status).content_type("text/html; charset=utf-8").body(body))
 }
 
@@ -88,7 +88,7 @@ pub fn language(request: &HttpRequest, explicit: Option<&str>) -> &'static str {
     "vi"
 }
 
-fn query_value(request: &HttpRequest, name: &str) -> Option<String> {
+pub(crate) fn query_value(request: &HttpRequest, name: &str) -> Option<String> {
     let pairs = web::Query::<Vec<(String, String)>>::from_query(request.query_string()).ok()?.into_inner();
     pairs.into_iter().find(|(key, _)| key == name).map(|(_, value)| value)
 }
@@ -228,25 +228,25 @@ fn unavailable(t: &Texts, error: &DbError) -> HttpResponse {
 }
 
 /// The CSRF token for a cookie value: a keyed hash, so a page from this server is needed to post.
-fn csrf_token(secret: &[u8], cookie: &str) -> String {
+pub(crate) fn csrf_token(secret: &[u8], cookie: &str) -> String {
     let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else { return String::new() };
     mac.update(b"csrf\0");
     mac.update(cookie.as_bytes());
     hex::encode(mac.finalize().into_bytes())
 }
 
-fn csrf_cookie(request: &HttpRequest) -> Option<String> {
+pub(crate) fn csrf_cookie(request: &HttpRequest) -> Option<String> {
     request
         .cookie(CSRF_COOKIE)
         .map(|c| c.value().to_owned())
         .filter(|v| v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-fn new_cookie_value() -> String {
+pub(crate) fn new_cookie_value() -> String {
     hex::encode(rand::random::<[u8; 16]>())
 }
 
-fn set_cookie(response: &mut HttpResponse, value: &str, secure_only: bool) {
+pub(crate) fn set_cookie(response: &mut HttpResponse, value: &str, secure_only: bool) {
     let cookie = format!(
         "{CSRF_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict{}",
         if secure_only { "; Secure" } else { "" }

@@ -1,7 +1,10 @@
 //! Pages for citizens: the survey form reached by link or QR code, the per-dossier rating, the QR
 //! code and the poster. Server-rendered with compiled templates; no JavaScript.
 
+pub mod charts;
 pub mod form;
+pub mod results;
+pub mod session;
 pub mod texts;
 
 use std::net::IpAddr;
@@ -110,6 +113,17 @@ pub fn configure(config: &mut web::ServiceConfig) {
     let form_config = web::FormConfig::default().limit(FORM_BODY_LIMIT).error_handler(form_error);
     config
         .route("/static/form.css", web::get().to(stylesheet))
+        .route("/static/results.css", web::get().to(results::stylesheet))
+        .route("/results", web::get().to(results::index))
+        .route("/results/{campaign}", web::get().to(results::page))
+        .route("/results/{campaign}/stats.{format}", web::get().to(results::download))
+        .service(
+            web::resource("/login")
+                .app_data(form_config.clone())
+                .route(web::get().to(session::login_form))
+                .route(web::post().to(session::login)),
+        )
+        .service(web::resource("/logout").app_data(form_config.clone()).route(web::post().to(session::logout)))
         .service(
             web::resource("/s/{campaign}/{agency}")
                 .app_data(form_config.clone())

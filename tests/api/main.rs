@@ -18,6 +18,7 @@ mod keys;
 mod mail;
 mod openapi;
 mod outages;
+mod results;
 mod stats;
 mod storage;
 mod surveys;

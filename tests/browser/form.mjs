@@ -4,41 +4,19 @@
 // Prints one JSON line with what it measured; exits 1 on the first failed expectation.
 import { readFileSync, mkdirSync } from "node:fs";
 import { createRequire } from "node:module";
-import { chromium } from "playwright-core";
+import { axe, expect, launch } from "./common.mjs";
 
 const require = createRequire(import.meta.url);
-const axeSource = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
 const jsqrSource = readFileSync(require.resolve("jsqr/dist/jsQR.js"), "utf8");
 const [base, shots] = process.argv.slice(2);
 mkdirSync(shots, { recursive: true });
-
-function expect(condition, message) {
-  if (!condition) {
-    console.error(`FAILED: ${message}`);
-    process.exit(1);
-  }
-}
 
 // Clicks (or presses a key) and waits for the page that follows.
 async function andWait(page, action) {
   await Promise.all([page.waitForNavigation({ waitUntil: "load" }), action()]);
 }
 
-async function axe(page, name) {
-  await page.addScriptTag({ content: axeSource });
-  const result = await page.evaluate(async () =>
-    // WCAG 2.0, 2.1 and 2.2 A and AA rules, plus best practices.
-    await window.axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"] } }),
-  );
-  const violations = result.violations.map((v) => `${v.id}: ${v.nodes.length} node(s), e.g. ${v.nodes[0]?.html}`);
-  expect(violations.length === 0, `axe on ${name}: ${violations.join("; ")}`);
-  return result.violations.length;
-}
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-dev-shm-usage"],
-});
+const browser = await launch();
 const summary = { axe: {}, weight: {}, pages: 0 };
 try {
   // 1. The whole sipas-individual survey with JavaScript off, on a small phone, partly by keyboard.

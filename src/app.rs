@@ -14,7 +14,7 @@ use utoipa_actix_web::{AppExt, scope};
 use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
 use crate::agency::import::{ImportError, ensure_embedded_registry};
-use crate::api::{self, agencies, campaigns, health, invitations, keys, responses, stats, surveys};
+use crate::api::{self, agencies, audit, campaigns, health, invitations, keys, responses, stats, surveys};
 use crate::campaign::context::CampaignCache;
 use crate::config::Settings;
 use crate::db::{self, DatabaseTarget, DbError, Pool, PoolOptions, UnsupportedDatabaseUrl};
@@ -41,6 +41,8 @@ pub struct AppState {
     /// Key of the dossier identifiers' keyed hash (and, domain-separated, of the form's CSRF
     /// tokens).
     pub dossier_secret: Arc<Vec<u8>>,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Per-IP limit on completed open-link submissions (`None`: no limit).
     pub form_limiter: Option<Arc<crate::web::FormLimiter>>,
 }
@@ -101,26 +103,39 @@ pub struct Preparation {
 pub fn prepare_database(target: &DatabaseTarget, load_defaults: bool) -> Result<Preparation, StartupError> {
     let database_error = |source: DbError| StartupError::Database { target: target.to_string(), source };
     let mut conn = db::connect(target).map_err(database_error)?;
-    let mut preparation = Preparation {
-        migrations_applied: db::run_migrations(&mut conn).map_err(database_error)?,
-        ..Default::default()
-    };
+    db::with_setup_lock(&mut conn, |conn| prepare_locked(conn, load_defaults)).map_err(|error| match error {
+        StartupError::Database { source, .. } => database_error(source),
+        other => other,
+    })
+}
+
+/// Migrations and the shipped data, under the setup lock.
+fn prepare_locked(conn: &mut db::DbConnection, load_defaults: bool) -> Result<Preparation, StartupError> {
+    let database_error = |source: DbError| StartupError::Database { target: String::new(), source };
+    let mut preparation =
+        Preparation { migrations_applied: db::run_migrations(conn).map_err(database_error)?, ..Default::default() };
     if load_defaults {
         for definition in embedded_definitions()? {
-            match survey_store::publish(&mut conn, &definition) {
+            match survey_store::publish(conn, &definition) {
                 Ok(PublishOutcome::Published) => preparation.definitions_published += 1,
                 Ok(PublishOutcome::Unchanged) => {}
                 Err(PublishError::Db(source)) => return Err(database_error(source)),
                 Err(conflict) => return Err(StartupError::Publish(conflict)),
             }
         }
-        match ensure_embedded_registry(&mut conn) {
+        match ensure_embedded_registry(conn) {
             Ok(report) => preparation.agencies_loaded = report.map_or(0, |r| r.created),
             Err(ImportError::Db(source)) => return Err(database_error(source)),
             Err(other) => return Err(StartupError::Registry(other)),
         }
     }
     Ok(preparation)
+}
+
+impl From<DbError> for StartupError {
+    fn from(source: DbError) -> Self {
+        Self::Database { target: String::new(), source }
+    }
 }
 
 /// A running HTTP server and the port it listens on.
@@ -188,8 +203,10 @@ impl Application {
             }
             None => tracing::info!("no SMTP server configured (SIPAS_SMTP_URL): invitations wait in the outbox"),
         }
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let state = AppState {
-            writer: Writer::start(pool.clone()),
+            writer: Writer::start(pool.clone(), metrics.clone()),
+            metrics,
             pool,
             settings: Arc::new(settings),
             campaigns,
@@ -217,6 +234,7 @@ fn api_routes(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(keys::create)
         .service(keys::list)
         .service(keys::revoke)
+        .service(audit::list)
         .service(campaigns::create)
         .service(campaigns::list)
         .service(campaigns::detail)
@@ -273,6 +291,7 @@ pub fn run(listener: TcpListener, state: AppState) -> Result<Server, StartupErro
             .route("/api/v1/openapi.json", web::get().to(serve_openapi))
             .service(health::healthz)
             .service(health::readyz)
+            .route("/metrics", web::get().to(health::metrics))
             .service(
                 web::scope("/api/v1")
                     .configure(|config| api_routes(&mut utoipa_actix_web::service_config::ServiceConfig::new(config))),
@@ -285,6 +304,26 @@ pub fn run(listener: TcpListener, state: AppState) -> Result<Server, StartupErro
             .configure(crate::web::configure)
             .default_service(web::to(api::not_found))
             .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
+            // Requests by route and status, and their latency.
+            .wrap_fn(|request, service| {
+                use actix_web::dev::Service;
+                let started = std::time::Instant::now();
+                let method = request.method().as_str().to_owned();
+                let response = service.call(request);
+                async move {
+                    let response = response.await?;
+                    if let Some(state) = response.request().app_data::<web::Data<AppState>>() {
+                        let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+                        state.metrics.observe_request(
+                            &method,
+                            &route,
+                            response.status().as_u16(),
+                            started.elapsed().as_secs_f64(),
+                        );
+                    }
+                    Ok(response)
+                }
+            })
             // Outermost: every request has an id before its span is opened, and every response
             // carries it back.
             .wrap_fn(|mut request, service| {

@@ -5,10 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// How log lines are written.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -31,7 +31,7 @@ impl FromStr for LogFormat {
 }
 
 /// Everything sipas can be configured with.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// Database URL: `sqlite://PATH` (default `sqlite://sipas.db`), `sqlite:PATH`, a plain path, or
@@ -83,6 +83,9 @@ pub struct Settings {
     /// Pause of the mail worker when the outbox is empty, in milliseconds. Environment:
     /// `SIPAS_MAIL_POLL_MS`.
     pub mail_poll_ms: u64,
+    /// Token a scraper presents (`Authorization: Bearer …`) to read `/metrics`; unset, the
+    /// endpoint does not exist. Environment: `SIPAS_METRICS_TOKEN`.
+    pub metrics_token: Option<String>,
 }
 
 impl Settings {
@@ -135,6 +138,7 @@ impl Default for Settings {
             invitation_retention_days: 30,
             mail_retry_seconds: 60.0,
             mail_poll_ms: 2_000,
+            metrics_token: None,
         }
     }
 }
@@ -243,6 +247,9 @@ impl Settings {
         if let Some(value) = lookup("SIPAS_MAIL_POLL_MS") {
             self.mail_poll_ms = parse("SIPAS_MAIL_POLL_MS", &value)?;
         }
+        if let Some(value) = lookup("SIPAS_METRICS_TOKEN") {
+            self.metrics_token = Some(value);
+        }
         if let Some(value) = lookup("SIPAS_LOAD_DEFAULTS") {
             self.load_defaults = parse("SIPAS_LOAD_DEFAULTS", &value)?;
         }
@@ -250,9 +257,102 @@ impl Settings {
     }
 }
 
+/// Every setting with its environment variable and what it does, in the order of the example
+/// file (`sipas config example` writes it; a test checks that it covers every field).
+pub const SETTING_DOCS: [(&str, &str, &str); 18] = [
+    (
+        "database_url",
+        "SIPAS_DATABASE_URL or DATABASE_URL",
+        "sqlite://PATH, sqlite:PATH, a file path, or postgres://user@host/db",
+    ),
+    ("bind", "SIPAS_BIND", "address the HTTP server listens on"),
+    (
+        "public_url",
+        "SIPAS_PUBLIC_URL",
+        "base URL citizens reach the service at (links, QR codes, mails); unset: http:// and the bind address",
+    ),
+    ("log_format", "SIPAS_LOG_FORMAT", "human or json"),
+    ("workers", "SIPAS_WORKERS", "HTTP worker threads; 0: one per core"),
+    ("pool_size", "SIPAS_POOL_SIZE", "most database connections open at once"),
+    ("pool_timeout_seconds", "SIPAS_POOL_TIMEOUT_SECONDS", "seconds a request waits for a connection before a 503"),
+    ("load_defaults", "SIPAS_LOAD_DEFAULTS", "publish the shipped surveys and load Vietnam's agency registry at start"),
+    ("batch_max_items", "SIPAS_BATCH_MAX_ITEMS", "most items in one POST /api/v1/responses/batch"),
+    ("idempotency_retention_days", "SIPAS_IDEMPOTENCY_RETENTION_DAYS", "days idempotency keys are kept"),
+    (
+        "dossier_secret",
+        "SIPAS_DOSSIER_SECRET",
+        "secret of the dossier hashes, form tokens, invitation links and sessions; unset: generated once into the database",
+    ),
+    (
+        "form_rate_limit",
+        "SIPAS_FORM_RATE_LIMIT",
+        "open-link form submissions accepted per minute from one address; 0: no limit",
+    ),
+    (
+        "smtp_url",
+        "SIPAS_SMTP_URL",
+        "SMTP server for invitations (smtp://host:port, smtps://user:pass@host); unset: mails wait in the outbox",
+    ),
+    ("mail_from", "SIPAS_MAIL_FROM", "sender of invitations"),
+    (
+        "invitation_retention_days",
+        "SIPAS_INVITATION_RETENTION_DAYS",
+        "days after a campaign closes before invitation addresses are erased",
+    ),
+    ("mail_retry_seconds", "SIPAS_MAIL_RETRY_SECONDS", "first retry delay of a failed mail, doubled on every attempt"),
+    ("mail_poll_ms", "SIPAS_MAIL_POLL_MS", "pause of the mail worker when the outbox is empty"),
+    ("metrics_token", "SIPAS_METRICS_TOKEN", "bearer token for GET /metrics; unset: no metrics endpoint"),
+];
+
+/// An example `sipas.toml`: every setting with its default (unset ones commented out), what it
+/// does and the environment variable that overrides it.
+pub fn example_toml() -> String {
+    let defaults = toml::Table::try_from(Settings::default()).unwrap_or_default();
+    let mut text = String::from(
+        "# sipas.toml: every setting with its default. Environment variables override the file,\n\
+         # command-line flags override both. Unknown keys are refused.\n",
+    );
+    for (key, env, what) in SETTING_DOCS {
+        text.push_str(&format!("\n# {what}\n# environment: {env}\n"));
+        match defaults.get(key) {
+            Some(value) => text.push_str(&format!("{key} = {value}\n")),
+            None => text.push_str(&format!("# {key} = \"\"\n")),
+        }
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_example_file_is_generated_from_the_settings() {
+        let documented: Vec<&str> = SETTING_DOCS.iter().map(|(key, _, _)| *key).collect();
+        // Every field is documented: a default serialised with every option set names them all.
+        let full = Settings {
+            dossier_secret: Some(String::new()),
+            public_url: Some(String::new()),
+            smtp_url: Some(String::new()),
+            metrics_token: Some(String::new()),
+            ..Settings::default()
+        };
+        let fields = toml::Table::try_from(full).unwrap();
+        let mut keys: Vec<&str> = fields.keys().map(String::as_str).collect();
+        let mut sorted = documented.clone();
+        keys.sort_unstable();
+        sorted.sort_unstable();
+        assert_eq!(keys, sorted, "SETTING_DOCS and Settings disagree");
+        // The example parses back to the defaults, and the shipped copy is current.
+        let example = example_toml();
+        assert_eq!(toml::from_str::<Settings>(&example).unwrap(), Settings::default());
+        let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/sipas.example.toml"))
+            .unwrap_or_default();
+        assert_eq!(
+            shipped, example,
+            "deploy/sipas.example.toml is stale: run `sipas config example > deploy/sipas.example.toml`"
+        );
+    }
 
     #[test]
     fn environment_overrides_the_defaults() {

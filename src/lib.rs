@@ -6,6 +6,7 @@
 pub mod agency;
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod campaign;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod demo;
 pub mod error;
 pub mod intake;
 pub mod mail;
+pub mod metrics;
 pub mod report;
 pub mod stats;
 pub mod survey;

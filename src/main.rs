@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use sipas::agency::import::{self, ImportError, ImportOptions};
 use sipas::agency::{self, store as agency_store};
 use sipas::app::{Application, prepare_database};
+use sipas::audit::{Actor, audited};
 use sipas::auth::{self, Role};
 use sipas::campaign::{self, CampaignError, Channel, NewCampaign};
 use sipas::config::Settings;
@@ -45,6 +46,9 @@ enum Command {
         #[arg(long)]
         demo: bool,
     },
+    /// Print configuration helpers.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Create the demo campaigns with synthetic responses calibrated to the published SIPAS
     /// figures of 2022–2024 (idempotent: a complete round is left alone).
     Demo {
@@ -91,6 +95,12 @@ enum Command {
         #[arg(long)]
         to: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print an example sipas.toml with every setting, its default and its environment variable.
+    Example,
 }
 
 #[derive(Debug, Args)]
@@ -311,6 +321,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             serve(settings)
         }
+        Command::Config(ConfigCommand::Example) => {
+            print!("{}", sipas::config::example_toml());
+            Ok(())
+        }
         Command::Demo { per_province } => demo_command(&settings, per_province as usize),
         Command::Migrate => {
             let target = target(&settings)?;
@@ -321,7 +335,17 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Defs(DefsCommand::Check { paths }) => check_definitions(&paths),
         Command::Defs(DefsCommand::Publish { file }) => {
             let definition = read_definition(&file).map_err(Failure::new)?;
-            with_database(&settings, |conn| match survey_store::publish(conn, &definition) {
+            let target = format!("{}@{}", definition.id, definition.version);
+            let published = |conn: &mut DbConnection| {
+                audited(
+                    conn,
+                    Actor::CommandLine,
+                    "definition.published",
+                    |conn| survey_store::publish(conn, &definition),
+                    |outcome| (*outcome == PublishOutcome::Published).then(|| (target.clone(), serde_json::json!({}))),
+                )
+            };
+            with_database(&settings, |conn| match published(conn) {
                 Ok(PublishOutcome::Published) => {
                     eprintln!("published {} version {}", definition.id, definition.version);
                     Ok(())
@@ -366,7 +390,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Agencies(AgenciesCommand::List(args)) => with_database(&settings, |conn| list_agencies(conn, args)),
         Command::Keys(KeysCommand::Create { role, name, agencies }) => with_database(&settings, |conn| {
-            let key = auth::create_key(conn, &name, role, &agencies).map_err(Failure::new)?;
+            let key = audited(
+                conn,
+                Actor::CommandLine,
+                "key.created",
+                |conn| auth::create_key(conn, &name, role, &agencies),
+                |k| {
+                    Some((
+                        k.id.to_string(),
+                        serde_json::json!({"name": name, "role": role.as_str(), "agencies": agencies}),
+                    ))
+                },
+            )
+            .map_err(Failure::new)?;
             eprintln!("created {role} key {} for `{name}`; the secret below is shown only now:", key.id);
             println!("{}", key.secret);
             Ok(())
@@ -417,7 +453,21 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 min_n,
                 mail: None,
             };
-            with_database(&settings, |conn| match campaign::create(conn, &new) {
+            let created = |conn: &mut DbConnection| {
+                audited(
+                    conn,
+                    Actor::CommandLine,
+                    "campaign.created",
+                    |conn| campaign::create(conn, &new),
+                    |c| {
+                        Some((
+                            c.id.clone(),
+                            serde_json::json!({"survey": c.survey, "version": c.version, "agencies": c.agencies}),
+                        ))
+                    },
+                )
+            };
+            with_database(&settings, |conn| match created(conn) {
                 Ok(created) => {
                     eprintln!("created campaign {} on {} version {}", created.id, created.survey, created.version);
                     Ok(())
@@ -452,7 +502,17 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Worker => worker_command(settings),
         Command::Backup { to } => backup_command(&settings, &to),
         Command::Purge => with_database(&settings, |conn| {
-            let erased = sipas::mail::purge(conn, settings.invitation_retention_days).map_err(Failure::new)?;
+            let days = settings.invitation_retention_days;
+            let erased = audited(
+                conn,
+                Actor::CommandLine,
+                "purge.run",
+                |conn| sipas::mail::purge(conn, days),
+                |erased| {
+                    Some(("invitations".to_owned(), serde_json::json!({"erased": erased, "retention_days": days})))
+                },
+            )
+            .map_err(Failure::new)?;
             eprintln!(
                 "{erased} invitation(s) erased (campaigns closed more than {} days ago)",
                 settings.invitation_retention_days
@@ -487,7 +547,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
         }),
         Command::Keys(KeysCommand::Revoke { id }) => with_database(&settings, |conn| {
-            if auth::revoke_key(conn, id).map_err(Failure::new)? {
+            let revoked = audited(
+                conn,
+                Actor::CommandLine,
+                "key.revoked",
+                |conn| auth::revoke_key(conn, id),
+                |found| found.then(|| (id.to_string(), serde_json::json!({}))),
+            );
+            if revoked.map_err(Failure::new)? {
                 eprintln!("key {id} revoked");
                 Ok(())
             } else {

@@ -6,10 +6,12 @@ use utoipa::ToSchema;
 
 use super::auth::Authenticated;
 use crate::app::AppState;
+use crate::audit::{Actor, audited};
 use crate::auth::Role;
 use crate::campaign::{self, Campaign, CampaignError, CampaignPatch, NewCampaign};
 use crate::db;
 use crate::error::{ApiError, ErrorCode, FieldError};
+use serde_json::json;
 
 /// Every campaign.
 #[derive(Debug, Serialize, ToSchema)]
@@ -50,9 +52,19 @@ pub async fn create(
     key: Authenticated,
     body: web::Json<NewCampaign>,
 ) -> Result<HttpResponse, ApiError> {
-    key.require(&[Role::Admin])?;
+    let admin = key.require(&[Role::Admin])?;
     let new = body.into_inner();
-    let created = db::run(&state.pool, move |conn| campaign::create(conn, &new)).await.map_err(campaign_error)?;
+    let created = db::run(&state.pool, move |conn| {
+        audited(
+            conn,
+            Actor::Key(admin.key_id),
+            "campaign.created",
+            |conn| campaign::create(conn, &new),
+            |c| Some((c.id.clone(), json!({"survey": c.survey, "version": c.version, "agencies": c.agencies}))),
+        )
+    })
+    .await
+    .map_err(campaign_error)?;
     tracing::info!(campaign.id = %created.id, "campaign created");
     Ok(HttpResponse::Created().json(created))
 }
@@ -90,12 +102,22 @@ pub async fn update(
     id: web::Path<String>,
     body: web::Json<CampaignPatch>,
 ) -> Result<web::Json<Campaign>, ApiError> {
-    key.require(&[Role::Admin])?;
+    let admin = key.require(&[Role::Admin])?;
     let id = id.into_inner();
     let patch = body.into_inner();
     let lookup = id.clone();
-    let updated =
-        db::run(&state.pool, move |conn| campaign::update(conn, &lookup, &patch)).await.map_err(campaign_error)?;
+    let changes = patch.changes();
+    let updated = db::run(&state.pool, move |conn| {
+        audited(
+            conn,
+            Actor::Key(admin.key_id),
+            "campaign.updated",
+            |conn| campaign::update(conn, &lookup, &patch),
+            |c| Some((c.id.clone(), changes)),
+        )
+    })
+    .await
+    .map_err(campaign_error)?;
     state.campaigns.forget(&id);
     tracing::info!(campaign.id = %id, "campaign changed");
     Ok(web::Json(updated))

@@ -1,7 +1,10 @@
 //! Liveness and readiness probes.
 
-use actix_web::{HttpResponse, get, web};
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, get, web};
+use diesel::prelude::*;
 use serde::Serialize;
+use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 
 use crate::app::AppState;
@@ -39,4 +42,43 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
             Err(ApiError::new(ErrorCode::DatabaseUnavailable, "the database is not ready"))
         }
     }
+}
+
+/// `GET /metrics`: Prometheus metrics for a scraper presenting the configured token; 404 when no
+/// token is configured (the endpoint is off), 401 without the right token.
+pub async fn metrics(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let Some(token) = state.settings.metrics_token.as_deref().filter(|t| !t.is_empty()) else {
+        return Ok(super::not_found(request).await);
+    };
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !bool::from(presented.as_bytes().ct_eq(token.as_bytes())) {
+        return Err(ApiError::new(ErrorCode::Unauthorized, "present the metrics token as a bearer token"));
+    }
+    let depth = db::run(&state.pool, |conn| {
+        use crate::db::schema::outbox;
+        outbox::table
+            .filter(outbox::status.eq(crate::mail::worker::PENDING))
+            .count()
+            .get_result::<i64>(conn)
+            .map_err(DbError::from)
+    })
+    .await;
+    let depth = match depth {
+        Ok(depth) => Some(depth),
+        Err(error) => {
+            tracing::warn!(error.cause = %error, "metrics: the outbox could not be counted");
+            None
+        }
+    };
+    let pool = state.pool.state();
+    let text = state.metrics.render(depth, pool.connections, pool.idle_connections);
+    Ok(HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(text))
 }

@@ -6,9 +6,11 @@ use utoipa::ToSchema;
 
 use super::auth::Authenticated;
 use crate::app::AppState;
+use crate::audit::{Actor, audited};
 use crate::auth::{self, CreatedKey, KeyError, KeyInfo, Role};
 use crate::db;
 use crate::error::{ApiError, ErrorCode, FieldError};
+use serde_json::json;
 
 /// The body of `POST /api/v1/keys`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -38,24 +40,32 @@ pub async fn create(
     key: Authenticated,
     body: web::Json<NewKey>,
 ) -> Result<HttpResponse, ApiError> {
-    key.require(&[Role::Admin])?;
+    let admin = key.require(&[Role::Admin])?;
     let NewKey { role, name, agencies } = body.into_inner();
-    let created = db::run(&state.pool, move |conn| auth::create_key(conn, &name, role, &agencies)).await.map_err(
-        |e| match e {
-            KeyError::Db(db_error) => ApiError::from(db_error),
-            other => {
-                let field = match &other {
-                    KeyError::BadName => "name",
-                    _ => "agencies",
-                };
-                ApiError::new(ErrorCode::InvalidKey, other.to_string()).with_errors(vec![FieldError {
-                    field: field.to_owned(),
-                    code: "invalid".to_owned(),
-                    message: other.to_string(),
-                }])
-            }
-        },
-    )?;
+    let created = db::run(&state.pool, move |conn| {
+        audited(
+            conn,
+            Actor::Key(admin.key_id),
+            "key.created",
+            |conn| auth::create_key(conn, &name, role, &agencies),
+            |k| Some((k.id.to_string(), json!({"name": name, "role": role.as_str(), "agencies": agencies}))),
+        )
+    })
+    .await
+    .map_err(|e| match e {
+        KeyError::Db(db_error) => ApiError::from(db_error),
+        other => {
+            let field = match &other {
+                KeyError::BadName => "name",
+                _ => "agencies",
+            };
+            ApiError::new(ErrorCode::InvalidKey, other.to_string()).with_errors(vec![FieldError {
+                field: field.to_owned(),
+                code: "invalid".to_owned(),
+                message: other.to_string(),
+            }])
+        }
+    })?;
     tracing::info!(key.id = created.id, key.role = %role, "API key created");
     Ok(HttpResponse::Created().json(created))
 }
@@ -77,9 +87,18 @@ pub async fn revoke(
     key: Authenticated,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    key.require(&[Role::Admin])?;
+    let admin = key.require(&[Role::Admin])?;
     let id: i64 = id.parse().map_err(|_| ApiError::invalid_parameter("id", "must be a whole number"))?;
-    let found = db::run(&state.pool, move |conn| auth::revoke_key(conn, id)).await?;
+    let found = db::run(&state.pool, move |conn| {
+        audited(
+            conn,
+            Actor::Key(admin.key_id),
+            "key.revoked",
+            |conn| auth::revoke_key(conn, id),
+            |found| found.then(|| (id.to_string(), json!({}))),
+        )
+    })
+    .await?;
     if found {
         tracing::info!(key.id = id, "API key revoked");
         Ok(HttpResponse::NoContent().finish())

@@ -2,6 +2,7 @@
 //! short: extract, authorise, call one service function, map to a response type.
 
 pub mod agencies;
+pub mod audit;
 pub mod auth;
 pub mod campaigns;
 pub mod health;

@@ -168,7 +168,10 @@ pub async fn create(
     let principal = poster(key)?;
     let idempotency = idempotency_key(&request)?;
     let body = read_json(&request, payload, RESPONSE_BODY_LIMIT).await?;
-    let submission = intake::parse_submission(&body, &[]).map_err(invalid)?;
+    let submission = intake::parse_submission(&body, &[]).map_err(|problems| {
+        state.metrics.refused(Channel::Api, "invalid");
+        invalid(problems)
+    })?;
     let campaign_id = submission.campaign.clone();
     let context = contexts(&state, vec![campaign_id.clone()])
         .await?
@@ -176,9 +179,12 @@ pub async fn create(
         .ok_or_else(|| invalid(vec![unknown_campaign(&campaign_id)]))?;
     let origin = Origin { channel: Channel::Api, principal: Some(principal) };
     let prepared = intake::prepare(context, submission, &origin, Utc::now(), &state.dossier_secret, idempotency, &body)
-        .map_err(|refusal| match refusal {
-            Refusal::Invalid(problems) => invalid(problems),
-            Refusal::Forbidden(message) => ApiError::new(ErrorCode::Forbidden, message),
+        .map_err(|refusal| {
+            state.metrics.refused(Channel::Api, refusal.reason());
+            match refusal {
+                Refusal::Invalid(problems) => invalid(problems),
+                Refusal::Forbidden(message) => ApiError::new(ErrorCode::Forbidden, message),
+            }
         })?;
     let outcome = state.writer.write(vec![prepared]).await?.into_iter().next();
     match outcome {
@@ -278,11 +284,13 @@ pub async fn batch(
         let submission = match intake::parse_submission(item, &["client_id"]) {
             Ok(submission) => submission,
             Err(problems) => {
+                state.metrics.refused(Channel::Api, "invalid");
                 results.push(refuse(422, problems));
                 continue;
             }
         };
         let Some(context) = contexts.get(&submission.campaign).cloned() else {
+            state.metrics.refused(Channel::Api, "invalid");
             results.push(refuse(422, vec![unknown_campaign(&submission.campaign)]));
             continue;
         };
@@ -291,9 +299,15 @@ pub async fn batch(
                 to_write.push((index, prepared));
                 results.push(refuse(0, Vec::new()));
             }
-            Err(Refusal::Invalid(problems)) => results.push(refuse(422, problems)),
-            Err(Refusal::Forbidden(message)) => results
-                .push(refuse(403, vec![SubmissionProblem { field: "agency".to_owned(), code: "forbidden", message }])),
+            Err(refusal) => {
+                state.metrics.refused(Channel::Api, refusal.reason());
+                results.push(match refusal {
+                    Refusal::Invalid(problems) => refuse(422, problems),
+                    Refusal::Forbidden(message) => {
+                        refuse(403, vec![SubmissionProblem { field: "agency".to_owned(), code: "forbidden", message }])
+                    }
+                });
+            }
         }
     }
     let (indexes, prepared): (Vec<usize>, Vec<Prepared>) = to_write.into_iter().unzip();

@@ -187,7 +187,7 @@ pub async fn put_population(
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    analyst(key)?;
+    let analyst_key = key.require(&[Role::Analyst, Role::Admin])?.key_id;
     if super::media_type(&request) != "text/csv" {
         return Err(ApiError::new(ErrorCode::UnsupportedMediaType, "send the population table as text/csv"));
     }
@@ -199,7 +199,14 @@ pub async fn put_population(
     let outcome = db::run(&state.pool, move |conn| {
         let Some(context) = cache.get(conn, &campaign)? else { return Ok(Err(None)) };
         match population::parse(&context, &text) {
-            Ok(rows) => population::replace(conn, &campaign, &rows).map(|n| Ok((n, rows.len()))),
+            Ok(rows) => crate::audit::audited(
+                conn,
+                crate::audit::Actor::Key(analyst_key),
+                "population.replaced",
+                |conn| population::replace(conn, &campaign, &rows),
+                |n| Some((campaign.clone(), serde_json::json!({"rows": n}))),
+            )
+            .map(|n| Ok((n, rows.len()))),
             Err(problems) => Ok(Err(Some(problems))),
         }
     })

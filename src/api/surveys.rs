@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 
 use super::auth::Authenticated;
 use crate::app::AppState;
+use crate::audit::{Actor, audited};
 use crate::auth::Role;
 use crate::db;
 use crate::error::{ApiError, ErrorCode, FieldError};
@@ -110,7 +111,7 @@ pub async fn publish(
     request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    key.require(&[Role::Admin])?;
+    let admin = key.require(&[Role::Admin])?;
     let content_type = super::media_type(&request);
     let text =
         std::str::from_utf8(&body).map_err(|_| ApiError::new(ErrorCode::MalformedBody, "the body is not UTF-8"))?;
@@ -126,7 +127,18 @@ pub async fn publish(
     };
     let definition = parsed.map_err(definition_error)?;
     let (id, version) = (definition.id.clone(), definition.version);
-    let outcome = db::run(&state.pool, move |conn| store::publish(conn, &definition)).await.map_err(|e| match e {
+    let target = format!("{id}@{version}");
+    let outcome = db::run(&state.pool, move |conn| {
+        audited(
+            conn,
+            Actor::Key(admin.key_id),
+            "definition.published",
+            |conn| store::publish(conn, &definition),
+            |outcome| (*outcome == PublishOutcome::Published).then(|| (target, serde_json::json!({}))),
+        )
+    })
+    .await
+    .map_err(|e| match e {
         PublishError::VersionConflict { survey, version } => ApiError::new(
             ErrorCode::VersionConflict,
             format!(

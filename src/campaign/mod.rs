@@ -140,7 +140,7 @@ pub struct NewCampaign {
 }
 
 /// The body of `PATCH /api/v1/campaigns/{id}`: only the fields given change.
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignPatch {
     /// New title.
@@ -161,6 +161,17 @@ pub struct CampaignPatch {
     pub results_public: Option<bool>,
     /// New invitation wording and reminders.
     pub mail: Option<MailSettings>,
+}
+
+impl CampaignPatch {
+    /// The fields given, as JSON (for the audit log).
+    pub fn changes(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        if let Some(fields) = value.as_object_mut() {
+            fields.retain(|_, v| !v.is_null());
+        }
+        value
+    }
 }
 
 /// One field at fault in a campaign request.

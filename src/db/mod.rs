@@ -212,33 +212,69 @@ pub fn connect(target: &DatabaseTarget) -> Result<DbConnection, DbError> {
                 .ok_or_else(|| DbError::Unavailable(format!("SQLite path is not UTF-8: {}", path.display())))?;
             let mut conn = SqliteConnection::establish(path_text)
                 .map_err(|e| DbError::Unavailable(format!("{}: {e}", path.display())))?;
-            conn.batch_execute(&format!(
-                "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};
-                 PRAGMA journal_mode = WAL;
-                 PRAGMA synchronous = FULL;
-                 PRAGMA foreign_keys = ON;"
-            ))
-            .map_err(|e| DbError::Unavailable(format!("{}: {e}", path.display())))?;
+            conn.batch_execute(&format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};"))
+                .map_err(|e| DbError::Unavailable(format!("{}: {e}", path.display())))?;
+            // Switching a new file to WAL needs an exclusive lock, and SQLite reports a process
+            // doing the same at that moment as "locked" at once, without its busy handler: wait
+            // here as the busy timeout would.
+            let started = std::time::Instant::now();
+            loop {
+                match conn.batch_execute(
+                    "PRAGMA journal_mode = WAL;
+                     PRAGMA synchronous = FULL;
+                     PRAGMA foreign_keys = ON;",
+                ) {
+                    Ok(()) => break,
+                    Err(e)
+                        if e.to_string().contains("locked")
+                            && started.elapsed().as_millis() < u128::from(SQLITE_BUSY_TIMEOUT_MS) =>
+                    {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    Err(e) => return Err(DbError::Unavailable(format!("{}: {e}", path.display()))),
+                }
+            }
             Ok(DbConnection::Sqlite(conn))
         }
     }
 }
 
-/// Runs the pending migrations of the connection's backend. On PostgreSQL an advisory lock makes
-/// instances that start together run them once, one after the other.
+/// Runs the pending migrations of the connection's backend (see [`with_setup_lock`] for
+/// instances starting together).
 pub fn run_migrations(conn: &mut DbConnection) -> Result<usize, DbError> {
     let migration_error = |e: Box<dyn std::error::Error + Send + Sync>| DbError::Migration(e.to_string());
     match conn {
+        DbConnection::Postgres(pg) => pg.run_pending_migrations(POSTGRES_MIGRATIONS).map(|done| done.len()),
+        DbConnection::Sqlite(sqlite) => sqlite.run_pending_migrations(SQLITE_MIGRATIONS).map(|done| done.len()),
+    }
+    .map_err(migration_error)
+}
+
+/// Runs `work` (migrations, loading the shipped data) while holding the database's setup lock,
+/// so that instances starting together do it once, one after the other: a PostgreSQL advisory
+/// lock, or on SQLite a `BEGIN IMMEDIATE` transaction around all of it (which also makes it all or
+/// nothing).
+pub fn with_setup_lock<T, E>(
+    conn: &mut DbConnection,
+    work: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<DbError>,
+{
+    match conn {
         DbConnection::Postgres(pg) => {
-            pg.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))?;
-            let result = pg.run_pending_migrations(POSTGRES_MIGRATIONS).map(|done| done.len());
-            pg.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))?;
-            result.map_err(migration_error)
+            pg.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+                .map_err(|e| E::from(DbError::from(e)))?;
+            let result = work(conn);
+            if let DbConnection::Postgres(pg) = conn
+                && let Err(error) = pg.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})"))
+            {
+                // The lock is the session's: it ends with the connection anyway.
+                tracing::warn!(error.cause = %error, "could not release the setup lock");
+            }
+            result
         }
-        DbConnection::Sqlite(sqlite) => {
-            // An exclusive transaction is SQLite's equivalent of the advisory lock.
-            sqlite.run_pending_migrations(SQLITE_MIGRATIONS).map(|done| done.len()).map_err(migration_error)
-        }
+        DbConnection::Sqlite(_) => write_transaction(conn, work),
     }
 }
 

@@ -60,6 +60,7 @@ diesel::joinable!(campaign_agencies -> agencies (agency_id));
 diesel::joinable!(responses -> agencies (agency_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    audit_log,
     survey_versions,
     agencies,
     agency_successions,
@@ -194,3 +195,14 @@ diesel::table! {
 }
 
 diesel::joinable!(outbox -> invitations (invitation_id));
+
+diesel::table! {
+    audit_log (id) {
+        id -> BigInt,
+        at -> Timestamp,
+        key_id -> Nullable<BigInt>,
+        action -> Text,
+        target -> Text,
+        details -> Text,
+    }
+}

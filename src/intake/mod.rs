@@ -211,6 +211,16 @@ pub enum Refusal {
     Forbidden(String),
 }
 
+impl Refusal {
+    /// The reason as counted in the metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Invalid(_) => "invalid",
+            Self::Forbidden(_) => "forbidden",
+        }
+    }
+}
+
 /// Hash of a submission's content (not of its formatting), so that a retry with the same content
 /// matches.
 pub fn request_hash(value: &Value) -> String {

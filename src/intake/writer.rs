@@ -5,6 +5,7 @@
 //! already rated) never fails its neighbours.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -14,8 +15,10 @@ use tokio::sync::oneshot;
 
 use super::tally::{Tally, TallyDeltas, TallyLayout, add_response};
 use super::{Idempotency, Prepared};
+use crate::campaign::Channel;
 use crate::db::schema::{idempotency_keys, invitations, responses, tallies};
 use crate::db::{self, DbConnection, DbError, Pool};
+use crate::metrics::Metrics;
 
 /// Most submissions written in one transaction.
 pub const MAX_GROUP: usize = 2_000;
@@ -65,6 +68,7 @@ struct Job {
 #[derive(Clone)]
 pub struct Writer {
     sender: SyncSender<Job>,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -75,18 +79,33 @@ impl std::fmt::Debug for Writer {
 
 impl Writer {
     /// Starts the writer thread. It stops when every handle is dropped.
-    pub fn start(pool: Pool) -> Self {
+    pub fn start(pool: Pool, metrics: Arc<Metrics>) -> Self {
         let (sender, receiver) = sync_channel(QUEUE_DEPTH);
         let spawned = std::thread::Builder::new().name("sipas-writer".to_owned()).spawn(move || run(pool, receiver));
         if let Err(error) = spawned {
             tracing::error!(error.cause = %error, "cannot start the writer thread");
         }
-        Self { sender }
+        Self { sender, metrics }
     }
 
     /// Writes the items (in one transaction with whatever else is waiting) and returns, in order,
     /// what became of each, once committed.
     pub async fn write(&self, items: Vec<Prepared>) -> Result<Vec<ItemOutcome>, DbError> {
+        let channels: Vec<Channel> = items.iter().map(|item| item.channel).collect();
+        let outcomes = self.send(items).await?;
+        for (channel, outcome) in channels.into_iter().zip(&outcomes) {
+            match outcome {
+                ItemOutcome::Created { .. } => self.metrics.accepted(channel),
+                ItemOutcome::Replayed { .. } => {}
+                ItemOutcome::KeyReused => self.metrics.refused(channel, "idempotency_key_reused"),
+                ItemOutcome::InvitationUsed => self.metrics.refused(channel, "invitation_used"),
+                ItemOutcome::DossierConflict => self.metrics.refused(channel, "dossier_rated"),
+            }
+        }
+        Ok(outcomes)
+    }
+
+    async fn send(&self, items: Vec<Prepared>) -> Result<Vec<ItemOutcome>, DbError> {
         let (reply, answer) = oneshot::channel();
         match self.sender.try_send(Job { items, reply }) {
             Ok(()) => {}

@@ -718,6 +718,7 @@ pub async fn submit(
             prepared
         }
         Err(Refusal::Invalid(problems)) if problems.iter().any(|p| p.field.starts_with("answers.")) => {
+            state.metrics.refused(target.channel, "invalid");
             let faults = || problems.iter().map(|p| (p.field.as_str(), p.code));
             let here = answer_errors(&definition, faults(), t, |q| mode == Mode::Paged && q.section == section);
             if !here.is_empty() {
@@ -736,6 +737,7 @@ pub async fn submit(
             return draw(first, errors, StatusCode::UNPROCESSABLE_ENTITY);
         }
         Err(refusal) => {
+            state.metrics.refused(target.channel, refusal.reason());
             tracing::warn!(?refusal, "form: submission refused by the intake path");
             return message(
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -17,6 +17,7 @@ mod intake;
 mod keys;
 mod mail;
 mod openapi;
+mod operations;
 mod outages;
 mod results;
 mod stats;

@@ -108,3 +108,36 @@ fn migrations_run_once_and_report_nothing_pending() {
     assert_eq!(db::run_migrations(&mut conn).unwrap(), 0);
     assert!(db::is_migrated(&mut conn).unwrap());
 }
+
+/// Instances started together against one database (a rollout of several replicas) apply each
+/// migration and load the shipped data once, and all of them start.
+#[test]
+fn processes_starting_together_migrate_once() {
+    let database = TestDatabase::new();
+    let runs: Vec<std::process::Output> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..3).map(|_| scope.spawn(|| crate::helpers::sipas(&database, &["migrate"]))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut applied = 0;
+    for run in &runs {
+        let stderr = crate::helpers::stderr(run);
+        assert!(run.status.success(), "{stderr}");
+        let count: usize = stderr
+            .lines()
+            .find_map(|l| l.split(": ").nth(1)?.strip_suffix(" migration(s) applied")?.parse().ok())
+            .unwrap_or_else(|| panic!("{stderr}"));
+        applied += count;
+    }
+    let migrations = std::fs::read_dir("migrations/sqlite").unwrap().count();
+    assert_eq!(applied, migrations, "each migration applied by exactly one process");
+    let mut conn = database.connect();
+    assert_eq!(sipas::agency::store::count(&mut conn).unwrap(), 1 + 34 + 3_321 + 63);
+    let surveys = sipas::survey::store::list(&mut conn).unwrap();
+    assert_eq!(
+        surveys.len(),
+        std::fs::read_dir("survey-defs")
+            .unwrap()
+            .filter(|e| { e.as_ref().unwrap().path().extension().is_some_and(|x| x == "toml") })
+            .count()
+    );
+}

@@ -116,3 +116,73 @@ async fn admin_actions_are_in_the_audit_log() {
     assert_eq!(only["entries"].as_array().unwrap().len(), 2);
     assert_eq!(app.get("/api/v1/audit?limit=0").bearer_auth(&admin).send().await.unwrap().status().as_u16(), 400);
 }
+
+fn stats_of(url: &str, campaign: &str) -> serde_json::Value {
+    let target = sipas::db::DatabaseTarget::parse(url).unwrap();
+    let mut conn = sipas::db::connect(&target).unwrap();
+    let request = sipas::report::StatsRequest {
+        agency: None,
+        scope: sipas::report::Scope::Children,
+        rollup: sipas::report::Rollup::MeanOfUnits,
+        weights: sipas::report::Weights::None,
+        breakdown: None,
+        compare: Some("demo-2023".to_owned()),
+        confidence: sipas::stats::Confidence::default(),
+        language: "vi".to_owned(),
+    };
+    let cache = sipas::campaign::context::CampaignCache::default();
+    let mut report =
+        serde_json::to_value(sipas::report::stats(&mut conn, &cache, campaign, &request).unwrap()).unwrap();
+    report["computed_at"] = serde_json::Value::Null;
+    report
+}
+
+/// `sipas copy` from an SQLite file into the test database (PostgreSQL in CI's PostgreSQL pass)
+/// and, on PostgreSQL, back into a new SQLite file: the figures, keys and secrets survive.
+#[test]
+fn a_database_copies_to_another_backend_and_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let source_url = format!("sqlite://{}", dir.path().join("source.db").display());
+    let source = sipas::db::DatabaseTarget::parse(&source_url).unwrap();
+    sipas::app::prepare_database(&source, true).unwrap();
+    let mut conn = sipas::db::connect(&source).unwrap();
+    let secret = sipas::db::server_secret(&mut conn, "dossier").unwrap();
+    sipas::demo::load(&mut conn, &sipas::campaign::context::CampaignCache::default(), &secret, 8).unwrap();
+    let key = sipas::auth::create_key(&mut conn, "analyst", Role::Analyst, &[]).unwrap();
+    sipas::audit::record(&mut conn, sipas::audit::Actor::CommandLine, "key.created", &key.id.to_string(), &json!({}))
+        .unwrap();
+    drop(conn);
+
+    let target = crate::helpers::TestDatabase::new();
+    let copy = |from: &str, to: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sipas"))
+            .args(["copy", "--from", from, "--to", to])
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let copied = copy(&source_url, &target.url);
+    assert!(copied.status.success(), "{}", crate::helpers::stderr(&copied));
+    assert!(crate::helpers::stderr(&copied).contains("responses: 816 row(s)"), "{}", crate::helpers::stderr(&copied));
+    assert_eq!(stats_of(&target.url, "demo-2024"), stats_of(&source_url, "demo-2024"));
+    let mut copy_conn = target.connect();
+    assert_eq!(sipas::db::server_secret(&mut copy_conn, "dossier").unwrap(), secret);
+    let principal = sipas::auth::authenticate(&mut copy_conn, &key.secret).unwrap().expect("the key works in the copy");
+    assert_eq!(principal.key_id, key.id);
+    // New rows get fresh ids after the copied ones.
+    let next = sipas::auth::create_key(&mut copy_conn, "after the move", Role::Admin, &[]).unwrap();
+    assert!(next.id > key.id);
+    assert_eq!(sipas::audit::list(&mut copy_conn, None, None, 10).unwrap().len(), 1);
+
+    // A database with data of its own is not a target.
+    let again = copy(&source_url, &target.url);
+    assert!(!again.status.success());
+    assert!(crate::helpers::stderr(&again).contains("already holds"), "{}", crate::helpers::stderr(&again));
+
+    if target.is_postgres() {
+        let back_url = format!("sqlite://{}", dir.path().join("back.db").display());
+        let back = copy(&target.url, &back_url);
+        assert!(back.status.success(), "{}", crate::helpers::stderr(&back));
+        assert_eq!(stats_of(&back_url, "demo-2024"), stats_of(&source_url, "demo-2024"));
+    }
+}

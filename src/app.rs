@@ -24,6 +24,9 @@ use crate::survey::store::{self as survey_store, PublishError, PublishOutcome};
 
 /// Largest JSON body accepted by default.
 pub const JSON_BODY_LIMIT: usize = 64 * 1024;
+/// Largest total size of a request's header fields (names and values): browsers and partner
+/// systems send a few kilobytes; more is refused before any handler runs.
+const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Largest definition file accepted over the API.
 const DEFINITION_BODY_LIMIT: usize = 1024 * 1024;
 
@@ -267,6 +270,8 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
         .service(health::readyz)
         .service(scope("/api/v1").configure(api_routes))
         .split_for_parts();
+    let mut openapi = openapi;
+    api::document_errors(&mut openapi);
     openapi
 }
 
@@ -323,6 +328,19 @@ pub fn run(listener: TcpListener, state: AppState) -> Result<Server, StartupErro
                     }
                     Ok(response)
                 }
+            })
+            .wrap_fn(|request, service| {
+                use actix_web::dev::Service;
+                let size: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
+                let call = if size > MAX_HEADER_BYTES {
+                    Err(actix_web::Error::from(crate::error::ApiError::new(
+                        crate::error::ErrorCode::HeadersTooLarge,
+                        format!("the header fields take {size} bytes; at most {MAX_HEADER_BYTES} are accepted"),
+                    )))
+                } else {
+                    Ok(service.call(request))
+                };
+                async move { call?.await }
             })
             // Outermost: every request has an id before its span is opened, and every response
             // carries it back.

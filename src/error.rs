@@ -31,6 +31,8 @@ pub enum ErrorCode {
     MalformedBody,
     /// The body is too large.
     PayloadTooLarge,
+    /// The request's header fields are too large together.
+    HeadersTooLarge,
     /// The body's media type is not accepted here.
     UnsupportedMediaType,
     /// The survey definition is not coherent.
@@ -85,7 +87,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tests that each has a status and messages.
-    pub const ALL: [Self; 34] = [
+    pub const ALL: [Self; 35] = [
         Self::NotFound,
         Self::MethodNotAllowed,
         Self::SurveyNotFound,
@@ -95,6 +97,7 @@ impl ErrorCode {
         Self::InvalidCursor,
         Self::MalformedBody,
         Self::PayloadTooLarge,
+        Self::HeadersTooLarge,
         Self::UnsupportedMediaType,
         Self::InvalidDefinition,
         Self::VersionConflict,
@@ -134,6 +137,7 @@ impl ErrorCode {
             Self::InvalidCursor => "invalid_cursor",
             Self::MalformedBody => "malformed_body",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::HeadersTooLarge => "headers_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::InvalidDefinition => "invalid_definition",
             Self::VersionConflict => "version_conflict",
@@ -188,6 +192,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::InvalidParameter | Self::InvalidCursor | Self::MalformedBody => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::InvalidDefinition => StatusCode::UNPROCESSABLE_ENTITY,
             Self::VersionConflict => StatusCode::CONFLICT,
@@ -210,6 +215,7 @@ impl ErrorCode {
             Self::InvalidCursor => ("Con trỏ phân trang không hợp lệ", "Invalid paging cursor"),
             Self::MalformedBody => ("Nội dung yêu cầu sai định dạng", "Malformed request body"),
             Self::PayloadTooLarge => ("Nội dung yêu cầu quá lớn", "Request body too large"),
+            Self::HeadersTooLarge => ("Phần đầu yêu cầu quá lớn", "Request header fields too large"),
             Self::UnsupportedMediaType => ("Kiểu nội dung không được hỗ trợ", "Unsupported media type"),
             Self::InvalidDefinition => ("Định nghĩa phiếu khảo sát không hợp lệ", "Invalid survey definition"),
             Self::VersionConflict => (

@@ -27,7 +27,15 @@ use crate::error::{ApiError, ErrorCode, FieldError, Problem};
                        agency registry, response intake and statistics.",
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
-    components(schemas(Problem, FieldError)),
+    components(schemas(
+        Problem,
+        FieldError,
+        crate::report::Scope,
+        crate::report::Rollup,
+        crate::report::Weights,
+        crate::api::stats::StatsFormat,
+        crate::report::microdata::MicrodataFormat
+    )),
     modifiers(&BearerAuth),
     tags(
         (name = "health", description = "Liveness and readiness"),
@@ -49,6 +57,58 @@ impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme("api_key", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+/// Error media type of every API error (RFC 9457).
+const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Makes the document say what every operation can answer when it refuses: every error is
+/// `application/problem+json` with the `Problem` schema, and the errors any operation can meet
+/// (a malformed request, oversized headers, an unreachable database; a missing or insufficient key
+/// where a key is needed; a body of the wrong size or type where there is a body) are listed on
+/// each. Applied to the collected document, so that no handler can forget one.
+pub fn document_errors(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let problem = || ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
+    for item in openapi.paths.paths.values_mut() {
+        let operations =
+            [item.get.as_mut(), item.post.as_mut(), item.put.as_mut(), item.patch.as_mut(), item.delete.as_mut()];
+        for operation in operations.into_iter().flatten() {
+            let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+            let has_body = operation.request_body.is_some();
+            let responses = &mut operation.responses.responses;
+            for (status, response) in responses.iter_mut() {
+                if let (true, RefOr::T(response)) = (status.as_str() >= "400", response) {
+                    response.content.shift_remove("application/json");
+                    response.content.insert(PROBLEM_JSON.to_owned(), problem());
+                }
+            }
+            let mut common = vec![
+                ("400", "Malformed request or parameter"),
+                ("431", "Header fields too large"),
+                ("500", "Unexpected failure"),
+                ("503", "Database unavailable; retry after the Retry-After delay"),
+            ];
+            if secured {
+                common.extend([
+                    ("401", "Missing, unknown or revoked key"),
+                    ("403", "The key's role or scope forbids this"),
+                ]);
+            }
+            if has_body {
+                common.extend([
+                    ("413", "Body too large"),
+                    ("415", "Unsupported media type"),
+                    ("422", "The body does not fit"),
+                ]);
+            }
+            for (status, description) in common {
+                responses.entry(status.to_owned()).or_insert_with(|| {
+                    RefOr::T(ResponseBuilder::new().description(description).content(PROBLEM_JSON, problem()).build())
+                });
+            }
+        }
     }
 }
 

@@ -108,7 +108,11 @@ fn attachment(name: &str) -> (header::HeaderName, String) {
 /// ranks and comparisons, as JSON, CSV or XLSX.
 #[utoipa::path(tag = "statistics", params(("id" = String, Path), StatsQuery),
     responses(
-        (status = 200, body = StatsReport, description = "JSON; `text/csv` or an XLSX workbook with `format=`"),
+        (status = 200, description = "JSON; `text/csv` or an XLSX workbook with `format=`", content(
+            (StatsReport = "application/json"),
+            (String = "text/csv"),
+            (Vec<u8> = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+        )),
         (status = 400, body = crate::error::Problem), (status = 401, body = crate::error::Problem),
         (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem),
         (status = 422, body = crate::error::Problem)
@@ -289,7 +293,11 @@ impl Write for ChannelWriter {
 /// memory. No key, dossier hash or exact time is included.
 #[utoipa::path(tag = "statistics", params(("id" = String, Path), MicrodataQuery),
     responses(
-        (status = 200, description = "CSV, NDJSON or XLSX", content_type = "text/csv"),
+        (status = 200, description = "CSV, NDJSON or XLSX", content(
+            (String = "text/csv"),
+            (String = "application/x-ndjson"),
+            (Vec<u8> = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+        )),
         (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)
     ),
     security(("api_key" = [])))]
@@ -374,7 +382,10 @@ pub struct CodebookQuery {
 
 /// The questions and value labels (vi and en) of the microdata columns.
 #[utoipa::path(tag = "statistics", params(("id" = String, Path), CodebookQuery),
-    responses((status = 200, body = Codebook), (status = 404, body = crate::error::Problem)),
+    responses((status = 200, description = "JSON, or CSV with `format=csv`", content(
+        (Codebook = "application/json"),
+        (String = "text/csv")
+    )), (status = 404, body = crate::error::Problem)),
     security(("api_key" = [])))]
 #[get("/campaigns/{id}/codebook")]
 pub async fn get_codebook(

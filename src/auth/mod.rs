@@ -8,7 +8,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use base64::Engine;
-use chrono::{NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -124,10 +124,10 @@ pub struct KeyInfo {
     pub role: Role,
     /// Codes of the agencies it is limited to.
     pub agencies: Vec<String>,
-    /// When it was created (UTC).
-    pub created_at: NaiveDateTime,
-    /// When it was revoked (UTC), if it was.
-    pub revoked_at: Option<NaiveDateTime>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<DateTime<Utc>>,
 }
 
 fn hash_secret(secret: &str) -> String {
@@ -213,7 +213,8 @@ pub fn list_keys(conn: &mut DbConnection) -> Result<Vec<KeyInfo>, DbError> {
         .filter_map(|(id, name, role, created_at, revoked_at)| {
             let role = role.parse().ok()?;
             let agencies = scopes.iter().filter(|(key, _)| *key == id).map(|(_, code)| code.clone()).collect();
-            Some(KeyInfo { id, name, role, agencies, created_at, revoked_at })
+            let utc = |at: NaiveDateTime| DateTime::from_naive_utc_and_offset(at, Utc);
+            Some(KeyInfo { id, name, role, agencies, created_at: utc(created_at), revoked_at: revoked_at.map(utc) })
         })
         .collect())
 }

@@ -91,6 +91,7 @@ pub struct MappedUnit {
 
 /// An agency as shown in a report.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = ReportAgency)]
 pub struct AgencyRef {
     /// Official code.
     pub code: String,

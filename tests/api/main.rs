@@ -19,6 +19,7 @@ mod mail;
 mod openapi;
 mod operations;
 mod outages;
+mod refused;
 mod results;
 mod stats;
 mod storage;

@@ -143,7 +143,16 @@ fn run(pool: Pool, receiver: Receiver<Job>) {
         let mut outcomes = match result {
             Ok(outcomes) => outcomes.into_iter(),
             Err(error) => {
-                tracing::warn!(error.cause = %error, group.size = items.len(), "group write failed");
+                if matches!(error, DbError::Unavailable(_)) {
+                    tracing::error!(
+                        error.cause = %error,
+                        group.size = items.len(),
+                        "responses could not be written: the database is unavailable (disk full or read-only, \
+                         locked, or unreachable); they were answered 503 and none of them was stored"
+                    );
+                } else {
+                    tracing::warn!(error.cause = %error, group.size = items.len(), "group write failed");
+                }
                 for job in jobs {
                     let _receiver_gone = job.reply.send(Err(clone_error(&error)));
                 }

@@ -1,5 +1,5 @@
 //! Outages and shutdown: the database going away while serving (PostgreSQL, through a proxy the
-//! test cuts), and SIGTERM finishing the requests in flight.
+//! test cuts), a full disk under SQLite, and SIGTERM finishing the requests in flight.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -130,4 +130,93 @@ async fn sigterm_finishes_the_requests_in_flight() {
     assert!(exit.success(), "a clean exit after SIGTERM: {exit:?}");
     let list = sipas(&database, &["campaigns", "list"]);
     assert!(stdout(&list).contains("1000"), "all 1,000 stored: {}", stdout(&list));
+}
+
+/// A full disk under SQLite: the server runs with a file-size limit (`ulimit -f`, SIGXFSZ
+/// ignored, so that writes past it fail as on a full disk). Writes get 503 with `Retry-After` and
+/// a clear log line, the server stays up, and every acknowledged response is stored with its
+/// tallies, nothing half written.
+#[tokio::test]
+async fn a_full_disk_under_sqlite_gives_503_and_loses_nothing() {
+    let database = TestDatabase::new();
+    if database.is_postgres() {
+        eprintln!("a full disk is an SQLite matter; this test runs in the SQLite pass");
+        return;
+    }
+    let admin = cli_campaign(&database, "full");
+    let _ = admin;
+    let partner =
+        stdout(&sipas(&database, &["keys", "create", "--role", "partner", "--name", "desk", "--agency", "01"]))
+            .trim()
+            .to_owned();
+    let file = database.dir().join("sipas.db");
+    // Room for the WAL to grow a little past the database file's size, and no more.
+    let limit_kib = std::fs::metadata(&file).unwrap().len() / 1024 + 1;
+    let port = free_port();
+    let log = database.dir().join("server.log");
+    let command = format!(
+        "trap '' XFSZ; ulimit -f {limit_kib}; exec '{}' --database '{}' serve --bind 127.0.0.1:{port} 2>'{}'",
+        env!("CARGO_BIN_EXE_sipas"),
+        database.url,
+        log.display()
+    );
+    let mut server = Command::new("sh")
+        .args(["-c", &command])
+        .env("RUST_LOG", "warn")
+        .env_remove("DATABASE_URL")
+        .current_dir(database.dir())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&client, &base).await;
+
+    let mut acknowledged = 0;
+    let mut refusal = None;
+    for batch in 0..400 {
+        let items: Vec<serde_json::Value> = (0..50)
+            .map(|i| {
+                let mut item = individual("full", "00004", batch * 50 + i);
+                item["client_id"] = json!(format!("b{batch}-{i}"));
+                item
+            })
+            .collect();
+        let response = client
+            .post(format!("{base}/api/v1/responses/batch"))
+            .bearer_auth(&partner)
+            .json(&json!({"items": items}))
+            .send()
+            .await
+            .unwrap();
+        match response.status().as_u16() {
+            200 | 207 => {
+                let body: serde_json::Value = response.json().await.unwrap();
+                acknowledged += body["results"].as_array().unwrap().iter().filter(|r| r["status"] == 201).count();
+            }
+            503 => {
+                assert!(response.headers().contains_key("retry-after"));
+                refusal = Some(response.json::<serde_json::Value>().await.unwrap());
+                break;
+            }
+            other => panic!("unexpected {other}: {}", response.text().await.unwrap()),
+        }
+    }
+    let refusal = refusal.expect("the disk filled up");
+    assert_eq!(refusal["code"], "database_unavailable");
+    assert!(acknowledged > 0, "some responses fitted before the disk was full");
+    assert_eq!(client.get(format!("{base}/healthz")).send().await.unwrap().status().as_u16(), 200, "still up");
+    let _ = Command::new("kill").arg(server.id().to_string()).status();
+    let _ = server.wait();
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("responses could not be written: the database is unavailable (disk full")
+            && logged.contains("disk I/O error"),
+        "a clear log line:\n{logged}"
+    );
+
+    // Without the limit: exactly the acknowledged responses, and tallies that match them.
+    let stored = sipas::intake::store::count(&mut database.connect(), "full").unwrap();
+    assert_eq!(stored as usize, acknowledged);
+    let verify = sipas(&database, &["tallies", "verify", "--campaign", "full"]);
+    assert!(verify.status.success(), "{}", crate::helpers::stderr(&verify));
 }

@@ -373,7 +373,17 @@ where
     E: From<DbError>,
 {
     use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    // Inside a transaction already (an audited action around a function that writes in its own
+    // transaction), this one is a savepoint of it.
+    let nested = match conn {
+        DbConnection::Sqlite(sqlite) => {
+            AnsiTransactionManager::transaction_manager_status_mut(sqlite).transaction_depth()
+        }
+        DbConnection::Postgres(pg) => AnsiTransactionManager::transaction_manager_status_mut(pg).transaction_depth(),
+    }
+    .is_ok_and(|depth| depth.is_some());
     let begun = match conn {
+        _ if nested => <DbConnection as Connection>::TransactionManager::begin_transaction(conn),
         DbConnection::Sqlite(sqlite) => AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE"),
         DbConnection::Postgres(pg) => AnsiTransactionManager::begin_transaction(pg),
     };

@@ -339,6 +339,13 @@ pub async fn export_responses(
             ),
         ));
     }
+    // Synthetic (demo) responses say so in the file's name and a header, as every other view of
+    // them does; the columns stay those of real exports.
+    let (name, synthetic) = if context.campaign.synthetic {
+        (format!("{campaign}-SYNTHETIC-responses.{}", format.extension()), "true")
+    } else {
+        (format!("{campaign}-responses.{}", format.extension()), "false")
+    };
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     let pool = state.pool.clone();
     let span = tracing::Span::current();
@@ -367,7 +374,8 @@ pub async fn export_responses(
     });
     Ok(HttpResponse::Ok()
         .content_type(format.media_type())
-        .insert_header(attachment(&format!("{campaign}-responses.{}", format.extension())))
+        .insert_header(attachment(&name))
+        .insert_header(("Synthetic-Data", synthetic))
         .streaming(body))
 }
 

@@ -251,6 +251,12 @@ async fn demo_data_reproduces_the_published_figures_and_the_pages_show_the_apis_
     assert_eq!(xlsx.status().as_u16(), 200);
     assert!(xlsx.bytes().await.unwrap().starts_with(b"PK"));
 
+    // The microdata of a synthetic round say so too.
+    let microdata = app.get("/api/v1/campaigns/demo-2024/responses").bearer_auth(&analyst).send().await.unwrap();
+    assert_eq!(microdata.status().as_u16(), 200);
+    assert_eq!(microdata.headers()["synthetic-data"], "true");
+    assert!(microdata.headers()["content-disposition"].to_str().unwrap().contains("demo-2024-SYNTHETIC-responses.csv"));
+
     // Unknown views are 404 pages, not errors.
     assert_eq!(app.get("/results/demo-2024?agency=XX").send().await.unwrap().status().as_u16(), 404);
     assert_eq!(app.get("/results/demo-2024/stats.pdf").send().await.unwrap().status().as_u16(), 404);

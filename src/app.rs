@@ -46,6 +46,8 @@ pub struct AppState {
     pub dossier_secret: Arc<Vec<u8>>,
     /// Prometheus metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// API keys verified in the last few seconds.
+    pub keys: Arc<crate::api::auth::KeyCache>,
     /// Per-IP limit on completed open-link submissions (`None`: no limit).
     pub form_limiter: Option<Arc<crate::web::FormLimiter>>,
 }
@@ -210,6 +212,7 @@ impl Application {
         let state = AppState {
             writer: Writer::start(pool.clone(), metrics.clone()),
             metrics,
+            keys: Arc::new(crate::api::auth::KeyCache::default()),
             pool,
             settings: Arc::new(settings),
             campaigns,

@@ -100,6 +100,7 @@ pub async fn revoke(
     })
     .await?;
     if found {
+        state.keys.forget(id);
         tracing::info!(key.id = id, "API key revoked");
         Ok(HttpResponse::NoContent().finish())
     } else {

@@ -121,6 +121,13 @@ async fn contexts(
     state: &web::Data<AppState>,
     ids: Vec<String>,
 ) -> Result<HashMap<String, Arc<CampaignContext>>, ApiError> {
+    // Fresh cached campaigns need no database at all (the usual case: a campaign is rechecked
+    // every few seconds, not on every response).
+    let fresh: HashMap<String, Arc<CampaignContext>> =
+        ids.iter().filter_map(|id| state.campaigns.fresh(id).map(|context| (id.clone(), context))).collect();
+    if ids.iter().all(|id| fresh.contains_key(id)) {
+        return Ok(fresh);
+    }
     let cache = state.campaigns.clone();
     let found = db::run(&state.pool, move |conn| {
         let mut found = HashMap::new();

@@ -258,14 +258,14 @@ fn load_round(
     let mut written = 0;
     let mut pending = Vec::with_capacity(CHUNK);
     let mut serial = 0usize;
+    let per_commune = per_province.div_ceil(COMMUNES_PER_PROVINCE);
+    let span = (closes - opens).num_seconds().max(1);
     for (rank, (_, communes)) in generator.province_order(&sampled).into_iter().enumerate() {
         let target = generator.province_targets[rank];
         let offsets = zero_mean(&mut rng, communes.len(), 2.0);
         for (commune, offset) in communes.iter().zip(offsets) {
-            let per_commune = per_province.div_ceil(COMMUNES_PER_PROVINCE);
             for answers in generator.commune(&mut rng, target + offset, per_commune) {
                 serial += 1;
-                let span = (closes - opens).num_seconds().max(1);
                 let completed = opens + Duration::seconds(rng.random_range(0..span));
                 let language = if rng.random::<f64>() < 0.97 { "vi" } else { "en" };
                 let request = json!({

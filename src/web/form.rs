@@ -68,6 +68,17 @@ pub(crate) fn html(status: StatusCode, body: String) -> HttpResponse {
     secure(HttpResponse::build(status).content_type("text/html; charset=utf-8").body(body))
 }
 
+/// A page rendered from its template, or an empty 500 (logged) if the template fails.
+pub(crate) fn render<T: Template>(page: &T, status: StatusCode) -> HttpResponse {
+    match page.render() {
+        Ok(body) => html(status, body),
+        Err(error) => {
+            tracing::error!(error.cause = %error, page = std::any::type_name::<T>(), "page rendering failed");
+            html(StatusCode::INTERNAL_SERVER_ERROR, String::new())
+        }
+    }
+}
+
 /// The language of a request: `?lang=`, then the form's own field, then `Accept-Language`.
 pub fn language(request: &HttpRequest, explicit: Option<&str>) -> &'static str {
     match explicit {
@@ -123,13 +134,7 @@ fn message(
         switch_label: t.other_label,
         link,
     };
-    match page.render() {
-        Ok(body) => html(status, body),
-        Err(error) => {
-            tracing::error!(error.cause = %error, "page rendering failed");
-            HttpResponse::InternalServerError().finish()
-        }
-    }
+    render(&page, status)
 }
 
 /// A campaign and agency ready for the form, or the page that says why not.
@@ -544,13 +549,7 @@ fn render_form(request: PageRequest, status: StatusCode) -> HttpResponse {
         all_url: paged.then(|| format!("{base}?view=all&lang={lang}")),
         dossier: request.dossier.clone(),
     };
-    match form.render() {
-        Ok(body) => html(status, body),
-        Err(error) => {
-            tracing::error!(error.cause = %error, "form rendering failed");
-            HttpResponse::InternalServerError().finish()
-        }
-    }
+    render(&form, status)
 }
 
 /// `GET /s/{campaign}/{agency}` and `GET /r/{campaign}/{agency}`: the first page, with a fresh
@@ -835,13 +834,7 @@ pub async fn poster(
         qr_url: format!("/s/{campaign}/{agency}/qr.svg"),
         form_url: format!("/s/{campaign}/{agency}?lang={lang}"),
     };
-    match page.render() {
-        Ok(body) => html(StatusCode::OK, body),
-        Err(error) => {
-            tracing::error!(error.cause = %error, "poster rendering failed");
-            HttpResponse::InternalServerError().finish()
-        }
-    }
+    render(&page, StatusCode::OK)
 }
 
 #[cfg(test)]
@@ -881,13 +874,7 @@ mod tests {
 pub async fn unsubscribe_page(request: HttpRequest, token: web::Path<String>) -> HttpResponse {
     let t = texts(language(&request, query_value(&request, "lang").as_deref()));
     let page = UnsubscribePage { lang: t.lang, t, action: format!("/u/{}", token.into_inner()) };
-    match page.render() {
-        Ok(body) => html(StatusCode::OK, body),
-        Err(error) => {
-            tracing::error!(error.cause = %error, "page rendering failed");
-            HttpResponse::InternalServerError().finish()
-        }
-    }
+    render(&page, StatusCode::OK)
 }
 
 /// `POST /u/{token}`: opts out at once (also the RFC 8058 one-click target of mail clients).

@@ -14,7 +14,7 @@ use askama::Template;
 use chrono::{DateTime, Utc};
 
 use super::charts::{self, BarRow, DotRow, Frame, TrendPoint};
-use super::form::{csrf_cookie, csrf_token, html, language, new_cookie_value, query_value, set_cookie};
+use super::form::{csrf_cookie, csrf_token, language, new_cookie_value, query_value, render, set_cookie};
 use super::session;
 use super::texts::{ResultsTexts, results_texts};
 use crate::app::AppState;
@@ -139,16 +139,6 @@ struct MessagePage<'a> {
     heading: &'a str,
     body: &'a str,
     sign_in: Option<String>,
-}
-
-fn render(template: &impl Template, status: StatusCode) -> HttpResponse {
-    match template.render() {
-        Ok(body) => html(status, body),
-        Err(error) => {
-            tracing::error!(error.cause = %error, "results page failed to render");
-            html(StatusCode::INTERNAL_SERVER_ERROR, String::new())
-        }
-    }
 }
 
 fn message(

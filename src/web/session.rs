@@ -15,7 +15,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use super::form::{csrf_cookie, csrf_token, html, language, new_cookie_value, query_value, set_cookie};
+use super::form::{csrf_cookie, csrf_token, language, new_cookie_value, query_value, render, set_cookie};
 use super::texts::{ResultsTexts as Texts, results_texts as texts};
 use crate::app::AppState;
 use crate::auth::{self, Role};
@@ -108,13 +108,7 @@ fn login_page(t: &'static Texts, status: StatusCode, csrf: String, next: String,
         serde_urlencoded::to_string([("lang", t.other_lang), ("next", next.as_str())]).unwrap_or_default()
     );
     let page = LoginPage { lang: t.lang, t, csrf, next, switch_url, error };
-    match page.render() {
-        Ok(body) => html(status, body),
-        Err(error) => {
-            tracing::error!(error.cause = %error, "login page failed to render");
-            html(StatusCode::INTERNAL_SERVER_ERROR, String::new())
-        }
-    }
+    render(&page, status)
 }
 
 /// `GET /login`: the sign-in form.

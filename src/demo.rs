@@ -276,26 +276,25 @@ fn load_round(
                     "answers": answers,
                     "completed_at": completed.to_rfc3339(),
                 });
-                let submission = parse_submission(&request, &[]).map_err(|problems| {
+                let request_hash = intake::request_hash(&request);
+                let submission = parse_submission(request, &[]).map_err(|problems| {
                     DemoError::Refused(problems.iter().map(|p| p.message.clone()).collect::<Vec<_>>().join("; "))
                 })?;
-                let mut prepared =
-                    intake::prepare(context.clone(), submission, &origin, completed, secret, None, &request).map_err(
-                        |refusal| match refusal {
-                            Refusal::Invalid(problems) => DemoError::Refused(
-                                problems
-                                    .iter()
-                                    .map(|p| format!("{}: {}", p.field, p.message))
-                                    .collect::<Vec<_>>()
-                                    .join("; "),
-                            ),
-                            other => DemoError::Refused(format!("{other:?}")),
-                        },
-                    )?;
+                let mut prepared = intake::prepare(context.clone(), submission, &origin, completed, secret, None)
+                    .map_err(|refusal| match refusal {
+                        Refusal::Invalid(problems) => DemoError::Refused(
+                            problems
+                                .iter()
+                                .map(|p| format!("{}: {}", p.field, p.message))
+                                .collect::<Vec<_>>()
+                                .join("; "),
+                        ),
+                        other => DemoError::Refused(format!("{other:?}")),
+                    })?;
                 prepared.idempotency = Some(Idempotency {
                     scope: "demo".to_owned(),
                     key: format!("{}-{serial:07}", round.id),
-                    request_hash: intake::request_hash(&request),
+                    request_hash,
                 });
                 pending.push(prepared);
                 if pending.len() == CHUNK {

@@ -59,6 +59,8 @@ pub struct Metrics {
     outbox_depth: Gauge,
     pool_connections: Gauge,
     pool_idle: Gauge,
+    write_group_size: Histogram,
+    write_group_duration: Histogram,
 }
 
 impl Default for Metrics {
@@ -88,7 +90,32 @@ impl Metrics {
         registry.register("db_pool_connections", "Database connections open", pool_connections.clone());
         let pool_idle = Gauge::default();
         registry.register("db_pool_idle_connections", "Database connections open and idle", pool_idle.clone());
-        Self { registry, requests, latency, accepted, refused, outbox_depth, pool_connections, pool_idle }
+        // 1 to 2,048 submissions.
+        let write_group_size = Histogram::new(exponential_buckets(1.0, 2.0, 12));
+        registry.register(
+            "write_group_size",
+            "Submissions committed together by the writer (group commit)",
+            write_group_size.clone(),
+        );
+        // 0.1 ms to about 3 s.
+        let write_group_duration = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "write_group_duration_seconds",
+            "Time to write and commit one group of submissions",
+            write_group_duration.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            accepted,
+            refused,
+            outbox_depth,
+            pool_connections,
+            pool_idle,
+            write_group_size,
+            write_group_duration,
+        }
     }
 
     /// Counts an answered request.
@@ -111,6 +138,12 @@ impl Metrics {
         self.refused
             .get_or_create(&RefusalLabels { channel: channel.as_str().to_owned(), reason: reason.to_owned() })
             .inc();
+    }
+
+    /// Records one group commit: how many submissions it held and how long it took.
+    pub fn observe_group(&self, size: usize, seconds: f64) {
+        self.write_group_size.observe(size as f64);
+        self.write_group_duration.observe(seconds);
     }
 
     /// The metrics in the OpenMetrics text format, with the gauges read at this moment (the
@@ -140,6 +173,7 @@ mod tests {
         metrics.observe_request("GET", "/healthz", 200, 0.004);
         metrics.accepted(Channel::Api);
         metrics.refused(Channel::Link, "invalid");
+        metrics.observe_group(3, 0.0005);
         let text = metrics.render(Some(3), 4, 2);
         assert!(
             text.contains("sipas_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 2"),
@@ -157,6 +191,8 @@ mod tests {
         assert!(text.contains("sipas_outbox_depth 3"));
         assert!(text.contains("sipas_db_pool_connections 4"));
         assert!(text.contains("sipas_db_pool_idle_connections 2"));
+        assert!(text.contains("sipas_write_group_size_bucket{le=\"4.0\"} 1"), "{text}");
+        assert!(text.contains("sipas_write_group_duration_seconds_count 1"));
         assert!(text.ends_with("# EOF\n"));
     }
 }

@@ -19,7 +19,7 @@ use crate::campaign::context::CampaignContext;
 use crate::db;
 use crate::error::{ApiError, ErrorCode, FieldError};
 use crate::intake::writer::{DOSSIER_CONFLICT_RECORD, ItemOutcome};
-use crate::intake::{self, Origin, Prepared, Refusal, SubmissionProblem};
+use crate::intake::{self, ClientKey, Origin, Prepared, Refusal, SubmissionProblem};
 
 /// Largest single response body.
 pub const RESPONSE_BODY_LIMIT: usize = 64 * 1024;
@@ -175,7 +175,8 @@ pub async fn create(
     let principal = poster(key)?;
     let idempotency = idempotency_key(&request)?;
     let body = read_json(&request, payload, RESPONSE_BODY_LIMIT).await?;
-    let submission = intake::parse_submission(&body, &[]).map_err(|problems| {
+    let client_key = idempotency.map(|key| ClientKey { key, request_hash: intake::request_hash(&body) });
+    let submission = intake::parse_submission(body, &[]).map_err(|problems| {
         state.metrics.refused(Channel::Api, "invalid");
         invalid(problems)
     })?;
@@ -185,7 +186,7 @@ pub async fn create(
         .remove(&campaign_id)
         .ok_or_else(|| invalid(vec![unknown_campaign(&campaign_id)]))?;
     let origin = Origin { channel: Channel::Api, principal: Some(principal) };
-    let prepared = intake::prepare(context, submission, &origin, Utc::now(), &state.dossier_secret, idempotency, &body)
+    let prepared = intake::prepare(context, submission, &origin, Utc::now(), &state.dossier_secret, client_key)
         .map_err(|refusal| {
             state.metrics.refused(Channel::Api, refusal.reason());
             match refusal {
@@ -238,8 +239,8 @@ pub async fn batch(
 ) -> Result<web::Json<BatchResults>, ApiError> {
     let principal = poster(key)?;
     let max_items = state.settings.batch_max_items.max(1);
-    let body = read_json(&request, payload, max_items * BATCH_BYTES_PER_ITEM).await?;
-    let items = match body.get("items") {
+    let mut body = read_json(&request, payload, max_items * BATCH_BYTES_PER_ITEM).await?;
+    let items = match body.get_mut("items").map(Value::take) {
         Some(Value::Array(items)) => items,
         _ => {
             return Err(ApiError::new(ErrorCode::MalformedBody, "the body must be {\"items\": [...]}").with_errors(
@@ -268,7 +269,7 @@ pub async fn batch(
     let now = Utc::now();
     let mut results: Vec<BatchResult> = Vec::with_capacity(items.len());
     let mut to_write: Vec<(usize, Prepared)> = Vec::new();
-    for (index, item) in items.iter().enumerate() {
+    for (index, item) in items.into_iter().enumerate() {
         let client_id = item.get("client_id").and_then(Value::as_str).map(str::to_owned);
         let refuse = |status: u16, problems: Vec<SubmissionProblem>| BatchResult {
             client_id: client_id.clone(),
@@ -288,6 +289,7 @@ pub async fn batch(
             ));
             continue;
         };
+        let client_key = ClientKey { key, request_hash: intake::request_hash(&item) };
         let submission = match intake::parse_submission(item, &["client_id"]) {
             Ok(submission) => submission,
             Err(problems) => {
@@ -301,7 +303,7 @@ pub async fn batch(
             results.push(refuse(422, vec![unknown_campaign(&submission.campaign)]));
             continue;
         };
-        match intake::prepare(context, submission, &origin, now, &state.dossier_secret, Some(key), item) {
+        match intake::prepare(context, submission, &origin, now, &state.dossier_secret, Some(client_key)) {
             Ok(prepared) => {
                 to_write.push((index, prepared));
                 results.push(refuse(0, Vec::new()));

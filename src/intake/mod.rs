@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::auth::{Principal, Role};
 use crate::campaign::Channel;
 use crate::campaign::context::CampaignContext;
-use crate::survey::answers::{Answers, check_answers};
+use crate::survey::answers::check_answers;
 use tally::{Tally, response_cells, response_tally};
 
 /// Longest accepted idempotency key.
@@ -85,9 +85,10 @@ const SUBMISSION_FIELDS: [&str; 8] =
     ["campaign", "agency", "respondent_type", "language", "answers", "service", "dossier", "completed_at"];
 
 /// Reads a submission from a JSON value, listing every field at fault. `extra` names fields the
-/// caller handles itself (a batch item's `client_id`).
-pub fn parse_submission(value: &Value, extra: &[&str]) -> Result<Submission, Vec<SubmissionProblem>> {
-    let Value::Object(object) = value else {
+/// caller handles itself (a batch item's `client_id`). The value is taken, so that its answers
+/// are moved, not copied.
+pub fn parse_submission(value: Value, extra: &[&str]) -> Result<Submission, Vec<SubmissionProblem>> {
+    let Value::Object(mut object) = value else {
         return Err(vec![fault("", "wrong_type", "the body must be a JSON object")]);
     };
     let mut problems = Vec::new();
@@ -135,12 +136,12 @@ pub fn parse_submission(value: &Value, extra: &[&str]) -> Result<Submission, Vec
                 None
             }
         });
-    let answers = match object.get("answers") {
+    let answers = match object.remove("answers") {
         None | Some(Value::Null) => {
             problems.push(fault("answers", "required", "this field is required"));
             Value::Object(Map::new())
         }
-        Some(answers @ Value::Object(_)) => answers.clone(),
+        Some(answers @ Value::Object(_)) => answers,
         Some(_) => {
             problems.push(fault("answers", "wrong_type", "must be an object of question id → answer"));
             Value::Object(Map::new())
@@ -167,8 +168,9 @@ pub struct Prepared {
     pub respondent_type: String,
     /// Language answered in.
     pub language: String,
-    /// Checked answers.
-    pub answers: Answers,
+    /// Checked answers in their compact stored form ([`crate::survey::answers::Answers::encode`]), encoded here so that
+    /// the writer, which every submission waits for, does not.
+    pub answers: String,
     /// Procedure code.
     pub service: Option<String>,
     /// Keyed hash of the dossier identifier.
@@ -188,6 +190,16 @@ pub struct Prepared {
     /// The invitation whose one-time link this came through: claimed in the same transaction
     /// (and never stored with the response).
     pub invitation: Option<String>,
+}
+
+/// An idempotency key as the client gave it, with the hash of the request it came with
+/// ([`request_hash`], taken before the request is parsed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientKey {
+    /// The client's key.
+    pub key: String,
+    /// Hash of the request's content.
+    pub request_hash: String,
 }
 
 /// An idempotency key in its scope, with the hash of the request it came with (to tell a retry
@@ -252,16 +264,14 @@ pub fn dossier_hash(secret: &[u8], campaign: &str, agency_id: i64, dossier: &str
 
 /// Checks a submission against its campaign (everything that needs no database lock): the
 /// campaign is open on this channel, the agency belongs to it and to the key's scope, the answers
-/// fit the definition. `request` is the submission as received; it is hashed only when the client
-/// gave an idempotency key.
+/// fit the definition.
 pub fn prepare(
     context: Arc<CampaignContext>,
     submission: Submission,
     origin: &Origin,
     now: DateTime<Utc>,
     dossier_secret: &[u8],
-    idempotency_key: Option<String>,
-    request: &Value,
+    client_key: Option<ClientKey>,
 ) -> Result<Prepared, Refusal> {
     let campaign = &context.campaign;
     let definition = &context.definition;
@@ -324,7 +334,7 @@ pub fn prepare(
         return Err(Refusal::Invalid(problems));
     };
     let tally = response_tally(definition, &context.layout, &answers);
-    let cells = response_cells(definition, &answers);
+    let cells = response_cells(&context.layout, &answers);
     let dossier_hash =
         submission.dossier.as_deref().map(|d| dossier_hash(dossier_secret, &campaign.id, member.agency_id, d));
     Ok(Prepared {
@@ -332,16 +342,16 @@ pub fn prepare(
         path: member.path.clone(),
         respondent_type: submission.respondent_type,
         language,
-        answers,
+        answers: answers.encode(),
         service: submission.service,
         dossier_hash,
         completed_at: submission.completed_at,
         channel: origin.channel,
         key_id: origin.principal.as_ref().map(|p| p.key_id),
-        idempotency: idempotency_key.map(|key| Idempotency {
+        idempotency: client_key.map(|ClientKey { key, request_hash }| Idempotency {
             scope: origin.idempotency_scope(),
             key,
-            request_hash: request_hash(request),
+            request_hash,
         }),
         tally,
         cells,

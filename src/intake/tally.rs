@@ -16,7 +16,8 @@ pub const ALL_CELL: &str = "*";
 /// The value recorded in a cell key for an unanswered breakdown question.
 pub const NO_ANSWER: &str = "_";
 
-/// Where each question's counts and each measure's sums sit in a tally row.
+/// Where each question's counts and each measure's sums sit in a tally row, and the measurement
+/// model resolved to question positions (so that scoring a response looks nothing up by name).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TallyLayout {
     /// First count slot of each question, in definition order.
@@ -25,6 +26,62 @@ pub struct TallyLayout {
     pub count_slots: usize,
     /// Measure ids: the index, then components, then elements.
     pub measures: Vec<String>,
+    scoring: Scoring,
+}
+
+/// The measurement model with question ids replaced by their positions.
+#[derive(Debug, Clone, PartialEq)]
+struct Scoring {
+    elements: Vec<ElementScoring>,
+    /// Per component, the positions (among the elements) of its elements.
+    components: Vec<Vec<usize>>,
+    /// Breakdown questions: id and position.
+    breakdowns: Vec<(String, Option<usize>)>,
+    /// Weighting questions: id and position.
+    weighting: Vec<(String, Option<usize>)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct ElementScoring {
+    combine: Combine,
+    general: Option<usize>,
+    criteria: Vec<usize>,
+    satisfied: Vec<i64>,
+}
+
+impl Scoring {
+    fn new(definition: &SurveyDefinition) -> Self {
+        let m = &definition.measurement;
+        let position: std::collections::HashMap<&str, usize> =
+            definition.questions.iter().enumerate().map(|(i, q)| (q.id.as_str(), i)).collect();
+        let at = |id: &str| position.get(id).copied();
+        let elements = m
+            .elements
+            .iter()
+            .map(|element| ElementScoring {
+                combine: element.combine,
+                general: element.general.as_deref().and_then(at),
+                // A criterion the definition does not ask is never answered; leaving it out
+                // scores the same.
+                criteria: element.criteria.iter().filter_map(|c| at(c)).collect(),
+                satisfied: element.satisfied.clone().unwrap_or_else(|| m.satisfied.clone()),
+            })
+            .collect();
+        let components = m
+            .components
+            .iter()
+            .map(|component| {
+                m.elements
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, e)| e.component.as_deref() == Some(component.id.as_str()))
+                    .map(|(i, _)| i)
+                    .collect()
+            })
+            .collect();
+        let resolve = |ids: &[String]| ids.iter().map(|id| (id.clone(), at(id))).collect();
+        Self { elements, components, breakdowns: resolve(&m.breakdowns), weighting: resolve(&m.weighting) }
+    }
 }
 
 /// Which measure a position in [`TallyLayout::measures`] is.
@@ -59,7 +116,12 @@ impl TallyLayout {
             offsets.push(next);
             next += slots_of(q.kind, q.min, q.max, q.options.len());
         }
-        Self { question_offsets: offsets, count_slots: next, measures: measure_ids(definition) }
+        Self {
+            question_offsets: offsets,
+            count_slots: next,
+            measures: measure_ids(definition),
+            scoring: Scoring::new(definition),
+        }
     }
 
     /// An all-zero tally.
@@ -168,53 +230,45 @@ impl Tally {
 
 /// One respondent's scores (0–100) per measure, by [`TallyLayout::measures`]; `None` where the
 /// respondent answered none of the measure's criteria.
-pub fn respondent_scores(definition: &SurveyDefinition, answers: &Answers) -> Vec<Option<f64>> {
-    let m = &definition.measurement;
-    let index_of = |id: &str| definition.questions.iter().position(|q| q.id == id);
-    let satisfied = |question_id: &str, values: &[i64]| -> Option<bool> {
-        match index_of(question_id).and_then(|i| answers.get(i)) {
+pub fn respondent_scores(layout: &TallyLayout, answers: &Answers) -> Vec<Option<f64>> {
+    let scoring = &layout.scoring;
+    let satisfied = |question: usize, values: &[i64]| -> Option<bool> {
+        match answers.get(question) {
             Some(AnswerValue::Number(n)) => Some(values.contains(n)),
             _ => None,
         }
     };
-    let element_scores: Vec<Option<f64>> = m
+    let element_scores: Vec<Option<f64>> = scoring
         .elements
         .iter()
-        .map(|element| {
-            let values = element.satisfied.as_deref().unwrap_or(&m.satisfied);
-            match element.combine {
-                Combine::General => {
-                    element.general.as_deref().and_then(|g| satisfied(g, values)).map(|s| if s { 100.0 } else { 0.0 })
+        .map(|element| match element.combine {
+            Combine::General => {
+                element.general.and_then(|g| satisfied(g, &element.satisfied)).map(|s| if s { 100.0 } else { 0.0 })
+            }
+            Combine::Mean => {
+                let (mut judged, mut satisfied_count) = (0usize, 0usize);
+                for criterion in &element.criteria {
+                    if let Some(s) = satisfied(*criterion, &element.satisfied) {
+                        judged += 1;
+                        satisfied_count += usize::from(s);
+                    }
                 }
-                Combine::Mean => {
-                    let judged: Vec<bool> = element.criteria.iter().filter_map(|c| satisfied(c, values)).collect();
-                    (!judged.is_empty())
-                        .then(|| 100.0 * judged.iter().filter(|s| **s).count() as f64 / judged.len() as f64)
-                }
+                (judged > 0).then(|| 100.0 * satisfied_count as f64 / judged as f64)
             }
         })
         .collect();
-    let mean = |scores: &[f64]| (!scores.is_empty()).then(|| scores.iter().sum::<f64>() / scores.len() as f64);
-    let component_scores: Vec<Option<f64>> = m
-        .components
-        .iter()
-        .map(|component| {
-            let scores: Vec<f64> = m
-                .elements
-                .iter()
-                .zip(&element_scores)
-                .filter(|(e, _)| e.component.as_deref() == Some(component.id.as_str()))
-                .filter_map(|(_, s)| *s)
-                .collect();
-            mean(&scores)
-        })
-        .collect();
-    let children: Vec<f64> = if m.components.is_empty() {
-        element_scores.iter().flatten().copied().collect()
-    } else {
-        component_scores.iter().flatten().copied().collect()
+    let mean = |scores: &mut dyn Iterator<Item = f64>| {
+        let (count, sum) = scores.fold((0usize, 0.0), |(n, s), x| (n + 1, s + x));
+        (count > 0).then(|| sum / count as f64)
     };
-    std::iter::once(mean(&children)).chain(component_scores).chain(element_scores).collect()
+    let component_scores: Vec<Option<f64>> =
+        scoring.components.iter().map(|members| mean(&mut members.iter().filter_map(|e| element_scores[*e]))).collect();
+    let index = if scoring.components.is_empty() {
+        mean(&mut element_scores.iter().flatten().copied())
+    } else {
+        mean(&mut component_scores.iter().flatten().copied())
+    };
+    std::iter::once(index).chain(component_scores).chain(element_scores).collect()
 }
 
 /// The tally of one response.
@@ -250,7 +304,7 @@ pub fn response_tally(definition: &SurveyDefinition, layout: &TallyLayout, answe
             _ => {}
         }
     }
-    for (sums, score) in tally.measures.iter_mut().zip(respondent_scores(definition, answers)) {
+    for (sums, score) in tally.measures.iter_mut().zip(respondent_scores(layout, answers)) {
         if let Some(score) = score {
             sums.n = 1;
             sums.sum = score;
@@ -261,11 +315,10 @@ pub fn response_tally(definition: &SurveyDefinition, layout: &TallyLayout, answe
 }
 
 /// The answer to a breakdown question, as it appears in a cell key.
-fn breakdown_value(definition: &SurveyDefinition, answers: &Answers, question_id: &str) -> String {
-    let index = definition.questions.iter().position(|q| q.id == question_id);
-    match index.and_then(|i| answers.get(i)) {
-        Some(AnswerValue::Choice(value)) => value.clone(),
-        _ => NO_ANSWER.to_owned(),
+fn breakdown_value(answers: &Answers, question: Option<usize>) -> &str {
+    match question.and_then(|i| answers.get(i)) {
+        Some(AnswerValue::Choice(value)) => value,
+        _ => NO_ANSWER,
     }
 }
 
@@ -276,15 +329,19 @@ pub fn breakdown_cell(question: &str, value: &str) -> String {
 
 /// The cells a response counts in: all respondents, one per breakdown question, and the
 /// combination of the weighting questions (`w:gender=female,age_band=25_34`).
-pub fn response_cells(definition: &SurveyDefinition, answers: &Answers) -> Vec<String> {
-    let m = &definition.measurement;
-    let mut cells = vec![ALL_CELL.to_owned()];
-    for question in &m.breakdowns {
-        cells.push(breakdown_cell(question, &breakdown_value(definition, answers, question)));
+pub fn response_cells(layout: &TallyLayout, answers: &Answers) -> Vec<String> {
+    let scoring = &layout.scoring;
+    let mut cells = Vec::with_capacity(2 + scoring.breakdowns.len());
+    cells.push(ALL_CELL.to_owned());
+    for (question, position) in &scoring.breakdowns {
+        cells.push(breakdown_cell(question, breakdown_value(answers, *position)));
     }
-    if !m.weighting.is_empty() {
-        let parts: Vec<String> =
-            m.weighting.iter().map(|q| format!("{q}={}", breakdown_value(definition, answers, q))).collect();
+    if !scoring.weighting.is_empty() {
+        let parts: Vec<String> = scoring
+            .weighting
+            .iter()
+            .map(|(question, position)| format!("{question}={}", breakdown_value(answers, *position)))
+            .collect();
         cells.push(format!("w:{}", parts.join(",")));
     }
     cells
@@ -331,8 +388,8 @@ mod tests {
         let answers =
             check_answers(&d, &json!({"c01": 4, "c02": 5, "c03": 3, "c04": 2, "c06": 5, "c07": 5, "c08": 4, "c09": 5}))
                 .unwrap();
-        let scores = respondent_scores(&d, &answers);
         let layout = TallyLayout::new(&d);
+        let scores = respondent_scores(&layout, &answers);
         assert_eq!(layout.measures[0], "sipas");
         assert_eq!(layout.measures[1], "access");
         assert_eq!(scores[1], Some(50.0));
@@ -346,7 +403,7 @@ mod tests {
         let d = definition("sipas-individual");
         let answers = check_answers(&d, &json!({"p01": 5, "p02": 1, "p03": 4, "s01": 1})).unwrap();
         let layout = TallyLayout::new(&d);
-        let scores = respondent_scores(&d, &answers);
+        let scores = respondent_scores(&layout, &answers);
         let at = |id: &str| layout.measures.iter().position(|m| m == id).unwrap();
         assert_eq!(scores[at("accountability")], Some(50.0));
         assert_eq!(scores[at("participation")], Some(100.0));
@@ -376,7 +433,7 @@ mod tests {
     fn cells_include_breakdowns_and_the_weighting_combination() {
         let d = definition("sipas-individual");
         let answers = check_answers(&d, &json!({"gender": "female", "age_band": "25_34"})).unwrap();
-        let cells = response_cells(&d, &answers);
+        let cells = response_cells(&TallyLayout::new(&d), &answers);
         assert_eq!(cells[0], "*");
         assert!(cells.contains(&"b:gender=female".to_owned()));
         assert!(cells.contains(&"b:education=_".to_owned()));

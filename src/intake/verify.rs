@@ -85,7 +85,7 @@ pub fn verify_campaign(conn: &mut DbConnection, campaign: &str) -> Result<Verifi
                 continue;
             };
             let tally = response_tally(&context.definition, &context.layout, &answers);
-            let cells = response_cells(&context.definition, &answers);
+            let cells = response_cells(&context.layout, &answers);
             add_response(&mut recount, &context.layout, path, &respondent_type, &cells, &tally);
         }
     }

@@ -52,8 +52,9 @@ pub enum ItemOutcome {
 
 /// The stored record of a created response, also the body of its 201.
 pub fn created_record(id: &str, received_at: DateTime<Utc>) -> String {
-    serde_json::json!({ "id": id, "received_at": received_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true) })
-        .to_string()
+    // Written out rather than built as a JSON value: it is made for every response, and neither
+    // part needs escaping (a ULID and an RFC 3339 time).
+    format!(r#"{{"id":"{id}","received_at":"{}"}}"#, received_at.format("%Y-%m-%dT%H:%M:%S%.6fZ"))
 }
 
 /// The stored record of a dossier conflict.
@@ -81,7 +82,9 @@ impl Writer {
     /// Starts the writer thread. It stops when every handle is dropped.
     pub fn start(pool: Pool, metrics: Arc<Metrics>) -> Self {
         let (sender, receiver) = sync_channel(QUEUE_DEPTH);
-        let spawned = std::thread::Builder::new().name("sipas-writer".to_owned()).spawn(move || run(pool, receiver));
+        let observer = metrics.clone();
+        let spawned =
+            std::thread::Builder::new().name("sipas-writer".to_owned()).spawn(move || run(pool, receiver, &observer));
         if let Err(error) = spawned {
             tracing::error!(error.cause = %error, "cannot start the writer thread");
         }
@@ -125,7 +128,7 @@ impl Writer {
     }
 }
 
-fn run(pool: Pool, receiver: Receiver<Job>) {
+fn run(pool: Pool, receiver: Receiver<Job>, metrics: &Metrics) {
     while let Ok(first) = receiver.recv() {
         let mut jobs = vec![first];
         let mut waiting = jobs[0].items.len();
@@ -139,7 +142,9 @@ fn run(pool: Pool, receiver: Receiver<Job>) {
             }
         }
         let items: Vec<&Prepared> = jobs.iter().flat_map(|job| job.items.iter()).collect();
+        let started = std::time::Instant::now();
         let result = write_group(&pool, &items);
+        metrics.observe_group(items.len(), started.elapsed().as_secs_f64());
         let mut outcomes = match result {
             Ok(outcomes) => outcomes.into_iter(),
             Err(error) => {
@@ -356,34 +361,34 @@ fn dossier_rated(conn: &mut DbConnection, campaign: &str, agency_id: i64, hash: 
 
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = responses)]
-struct NewResponse {
+struct NewResponse<'a> {
     id: String,
-    campaign_id: String,
+    campaign_id: &'a str,
     agency_id: i64,
-    respondent_type: String,
-    language: String,
-    channel: String,
+    respondent_type: &'a str,
+    language: &'a str,
+    channel: &'static str,
     key_id: Option<i64>,
-    service: Option<String>,
-    dossier_hash: Option<String>,
-    answers: String,
+    service: Option<&'a str>,
+    dossier_hash: Option<&'a str>,
+    answers: &'a str,
     completed_at: Option<chrono::NaiveDateTime>,
     received_at: chrono::NaiveDateTime,
 }
 
-impl NewResponse {
-    fn of(item: &Prepared, id: &str, received_at: DateTime<Utc>) -> Self {
+impl<'a> NewResponse<'a> {
+    fn of(item: &'a Prepared, id: &str, received_at: DateTime<Utc>) -> Self {
         Self {
             id: id.to_owned(),
-            campaign_id: item.context.campaign.id.clone(),
+            campaign_id: &item.context.campaign.id,
             agency_id: item.agency_id,
-            respondent_type: item.respondent_type.clone(),
-            language: item.language.clone(),
-            channel: item.channel.as_str().to_owned(),
+            respondent_type: &item.respondent_type,
+            language: &item.language,
+            channel: item.channel.as_str(),
             key_id: item.key_id,
-            service: item.service.clone(),
-            dossier_hash: item.dossier_hash.clone(),
-            answers: item.answers.encode(),
+            service: item.service.as_deref(),
+            dossier_hash: item.dossier_hash.as_deref(),
+            answers: &item.answers,
             completed_at: item.completed_at.map(|at| at.naive_utc()),
             received_at: received_at.naive_utc(),
         }
@@ -406,7 +411,7 @@ const INSERT_CHUNK: usize = 1_000;
 /// Tally rows per upsert statement (six parameters each).
 const TALLY_CHUNK: usize = 500;
 
-fn insert_responses(conn: &mut DbConnection, rows: &[NewResponse]) -> Result<(), DbError> {
+fn insert_responses(conn: &mut DbConnection, rows: &[NewResponse<'_>]) -> Result<(), DbError> {
     for chunk in rows.chunks(INSERT_CHUNK) {
         match conn {
             DbConnection::Postgres(pg) => diesel::insert_into(responses::table).values(chunk).execute(pg)?,
@@ -434,10 +439,10 @@ fn insert_one_by_one(
     conn: &mut DbConnection,
     items: &[&Prepared],
     outcomes: &mut [Option<ItemOutcome>],
-    responses_to_insert: Vec<NewResponse>,
+    responses_to_insert: Vec<NewResponse<'_>>,
     keys: Vec<NewIdempotencyKey>,
 ) -> Result<(), DbError> {
-    let mut responses_by_id: HashMap<String, NewResponse> =
+    let mut responses_by_id: HashMap<String, NewResponse<'_>> =
         responses_to_insert.into_iter().map(|r| (r.id.clone(), r)).collect();
     let mut keys_by_id: HashMap<(String, String), NewIdempotencyKey> =
         keys.into_iter().map(|k| ((k.scope.clone(), k.idempotency_key.clone()), k)).collect();
@@ -478,18 +483,31 @@ type TallyKey = (i64, String, String);
 /// writing each touched row once per group. Rows are locked in key order on PostgreSQL, so that
 /// concurrent writers in other processes neither lose updates nor deadlock.
 fn apply_tallies(conn: &mut DbConnection, items: &[&Prepared], created: &HashSet<usize>) -> Result<(), DbError> {
-    let mut by_campaign: BTreeMap<String, (TallyLayout, TallyDeltas)> = BTreeMap::new();
+    // Responses of one agency counting in the same cells are summed first (one addition each), so
+    // that spreading over the ancestors and cells is done once per such combination, not per
+    // response.
+    type Combination<'a> = (&'a str, i64, &'a str, &'a [String]);
+    let mut combinations: HashMap<Combination<'_>, (&Prepared, Tally)> = HashMap::new();
     for (index, item) in items.iter().enumerate() {
         if !created.contains(&index) {
             continue;
         }
-        let (layout, deltas) = by_campaign
-            .entry(item.context.campaign.id.clone())
-            .or_insert_with(|| (item.context.layout.clone(), TallyDeltas::new()));
-        add_response(deltas, layout, &item.path, &item.respondent_type, &item.cells, &item.tally);
+        let key = (item.context.campaign.id.as_str(), item.agency_id, item.respondent_type.as_str(), &item.cells[..]);
+        match combinations.entry(key) {
+            std::collections::hash_map::Entry::Occupied(mut summed) => summed.get_mut().1.add(&item.tally),
+            std::collections::hash_map::Entry::Vacant(first) => {
+                first.insert((item, item.tally.clone()));
+            }
+        }
+    }
+    let mut by_campaign: BTreeMap<&str, (&TallyLayout, TallyDeltas)> = BTreeMap::new();
+    for ((campaign, _, respondent_type, cells), (item, summed)) in combinations {
+        let (layout, deltas) =
+            by_campaign.entry(campaign).or_insert_with(|| (&item.context.layout, TallyDeltas::new()));
+        add_response(deltas, layout, &item.path, respondent_type, cells, &summed);
     }
     for (campaign, (layout, deltas)) in by_campaign {
-        apply_campaign_tallies(conn, &campaign, &layout, deltas)?;
+        apply_campaign_tallies(conn, campaign, layout, deltas)?;
     }
     Ok(())
 }
@@ -591,4 +609,27 @@ fn apply_campaign_tallies(
         };
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn a_created_record_is_the_json_of_its_id_and_time() {
+        let at = Utc.with_ymd_and_hms(2026, 7, 1, 8, 30, 5).single().unwrap() + chrono::Duration::microseconds(1_234);
+        let record: serde_json::Value =
+            serde_json::from_str(&created_record("01JZ0000000000000000000000", at)).unwrap();
+        assert_eq!(
+            record,
+            serde_json::json!({"id": "01JZ0000000000000000000000", "received_at": "2026-07-01T08:30:05.001234Z"})
+        );
+        assert_eq!(
+            record["received_at"].as_str().unwrap(),
+            at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "the same form as every other time in the API"
+        );
+    }
 }

@@ -28,6 +28,16 @@ pub enum AnswerValue {
     Text(String),
 }
 
+impl serde::Serialize for AnswerValue {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Number(n) => serializer.serialize_i64(*n),
+            Self::Choice(text) | Self::Text(text) => serializer.serialize_str(text),
+            Self::Choices(values) => values.serialize(serializer),
+        }
+    }
+}
+
 /// A response's answers, aligned with the definition's questions (`None`: not answered).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answers(pub Vec<Option<AnswerValue>>);
@@ -58,18 +68,12 @@ pub fn check_answers(definition: &SurveyDefinition, answers: &Value) -> Result<A
         }]);
     };
     let mut problems = Vec::new();
-    for key in object.keys() {
-        if definition.question(key).is_none() {
-            problems.push(problem(
-                key,
-                "unknown_question",
-                format!("survey `{}` has no question `{key}`", definition.id),
-            ));
-        }
-    }
     let mut values = Vec::with_capacity(definition.questions.len());
+    let mut known = 0;
     for question in &definition.questions {
-        let value = match object.get(&question.id) {
+        let raw = object.get(&question.id);
+        known += usize::from(raw.is_some());
+        let value = match raw {
             None | Some(Value::Null) => None,
             Some(raw) => match check_one(question, raw) {
                 Ok(value) => value,
@@ -86,6 +90,15 @@ pub fn check_answers(definition: &SurveyDefinition, answers: &Value) -> Result<A
             problems.push(problem(&question.id, "required", "this question must be answered"));
         }
         values.push(value);
+    }
+    // Looked for only when some key matched no question: names are compared one by one here.
+    if known < object.len() {
+        let unknown = object
+            .keys()
+            .filter(|key| definition.question(key).is_none())
+            .map(|key| problem(key, "unknown_question", format!("survey `{}` has no question `{key}`", definition.id)));
+        let unknown: Vec<AnswerProblem> = unknown.collect();
+        problems.splice(0..0, unknown);
     }
     if problems.is_empty() {
         Ok(Answers(values))
@@ -181,17 +194,8 @@ impl Answers {
     /// The compact stored form.
     pub fn encode(&self) -> String {
         let last = self.0.iter().rposition(Option::is_some).map_or(0, |i| i + 1);
-        let items: Vec<Value> = self.0[..last]
-            .iter()
-            .map(|answer| match answer {
-                None => Value::Null,
-                Some(AnswerValue::Number(n)) => Value::from(*n),
-                Some(AnswerValue::Choice(c)) => Value::from(c.clone()),
-                Some(AnswerValue::Choices(cs)) => Value::from(cs.clone()),
-                Some(AnswerValue::Text(t)) => Value::from(t.clone()),
-            })
-            .collect();
-        Value::Array(items).to_string()
+        // Serialising strings and integers cannot fail.
+        serde_json::to_string(&self.0[..last]).unwrap_or_default()
     }
 
     /// Reads the stored form back, for the definition it was checked against.

@@ -700,15 +700,15 @@ pub async fn submit(
         body["dossier"] = Value::String(dossier.clone());
     }
     let origin = Origin { channel: target.channel, principal: None };
-    let prepared = intake::parse_submission(&body, &[]).map_err(Refusal::Invalid).and_then(|submission_fields| {
+    let client_key = intake::ClientKey { key: submission.clone(), request_hash: intake::request_hash(&body) };
+    let prepared = intake::parse_submission(body, &[]).map_err(Refusal::Invalid).and_then(|submission_fields| {
         intake::prepare(
             target.context.clone(),
             submission_fields,
             &origin,
             Utc::now(),
             &state.dossier_secret,
-            Some(submission.clone()),
-            &body,
+            Some(client_key),
         )
     });
     let prepared = match prepared {

@@ -61,7 +61,7 @@ proptest! {
 
     #[test]
     fn submission_parsing_never_panics(body in json_value()) {
-        let _ = parse_submission(&body, &["client_id"]);
+        let _ = parse_submission(body, &["client_id"]);
     }
 
     #[test]

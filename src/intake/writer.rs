@@ -129,6 +129,10 @@ impl Writer {
 }
 
 fn run(pool: Pool, receiver: Receiver<Job>, metrics: &Metrics) {
+    // On SQLite one connection is kept between groups (replaced after any failure), so that the
+    // tally cache can ask it whether anyone else wrote in between.
+    let mut held: Option<db::PooledConnection> = None;
+    let mut cache = TallyCache::default();
     while let Ok(first) = receiver.recv() {
         let mut jobs = vec![first];
         let mut waiting = jobs[0].items.len();
@@ -143,7 +147,7 @@ fn run(pool: Pool, receiver: Receiver<Job>, metrics: &Metrics) {
         }
         let items: Vec<&Prepared> = jobs.iter().flat_map(|job| job.items.iter()).collect();
         let started = std::time::Instant::now();
-        let result = write_group(&pool, &items);
+        let result = write_group(&pool, &mut held, &mut cache, &items);
         metrics.observe_group(items.len(), started.elapsed().as_secs_f64());
         let mut outcomes = match result {
             Ok(outcomes) => outcomes.into_iter(),
@@ -194,17 +198,116 @@ fn is_race(error: &DbError) -> bool {
 /// Writes the items in one transaction on `conn`, without the writer thread: for loading data
 /// from the command line (`sipas demo`) where nothing else writes at the same time.
 pub fn write_now(conn: &mut DbConnection, items: &[&Prepared]) -> Result<Vec<ItemOutcome>, DbError> {
-    db::write_transaction(conn, |conn| write_items(conn, items, false))
+    db::write_transaction(conn, |conn| write_items(conn, items, false, &mut TallyCache::disabled()))
 }
 
-fn write_group(pool: &Pool, items: &[&Prepared]) -> Result<Vec<ItemOutcome>, DbError> {
-    let mut conn = pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?;
-    match db::write_transaction(&mut conn, |conn| write_items(conn, items, false)) {
+fn write_group(
+    pool: &Pool,
+    held: &mut Option<db::PooledConnection>,
+    cache: &mut TallyCache,
+    items: &[&Prepared],
+) -> Result<Vec<ItemOutcome>, DbError> {
+    let mut conn = match held.take() {
+        Some(conn) => conn,
+        None => pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?,
+    };
+    let result = match db::write_transaction(&mut conn, |conn| write_items(conn, items, false, cache)) {
         Err(error) if is_race(&error) => {
             tracing::debug!(error.cause = %error, "group raced another writer; retrying item by item");
-            db::write_transaction(&mut conn, |conn| write_items(conn, items, true))
+            cache.clear();
+            db::write_transaction(&mut conn, |conn| write_items(conn, items, true, cache))
         }
         other => other,
+    };
+    match &result {
+        Ok(_) => {
+            cache.commit();
+            // PostgreSQL connections go back to the pool, which checks them on the way out, so
+            // that a group after a database restart does not fail on a dead connection.
+            if matches!(*conn, DbConnection::Sqlite(_)) {
+                *held = Some(conn);
+            }
+        }
+        // What was merged may not have been stored, and the connection may be broken: start
+        // afresh with the next group.
+        Err(_) => cache.clear(),
+    }
+    result
+}
+
+/// Most tally rows the writer keeps between groups (about 3 KB each).
+const TALLY_CACHE_ROWS: usize = 4_096;
+
+/// The tally rows the writer last wrote, so that the next group need not read them back (reading
+/// them was the larger part of a small group's work). Used on SQLite only, where `PRAGMA
+/// data_version` on the writer's own connection tells whether any other connection or process
+/// has committed since; if one has, the cache is emptied. PostgreSQL's rows are read under
+/// `FOR UPDATE` every time, since other instances write them too.
+#[derive(Debug, Default)]
+struct TallyCache {
+    disabled: bool,
+    rows: HashMap<(String, TallyKey), Tally>,
+    /// Rows merged by the transaction in progress, kept once it commits.
+    pending: Vec<((String, TallyKey), Tally)>,
+    data_version: Option<i64>,
+}
+
+#[derive(QueryableByName)]
+struct DataVersion {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    data_version: i64,
+}
+
+impl TallyCache {
+    /// A cache that never holds anything (writes from outside the writer thread).
+    fn disabled() -> Self {
+        Self { disabled: true, ..Self::default() }
+    }
+
+    fn clear(&mut self) {
+        self.rows.clear();
+        self.pending.clear();
+        self.data_version = None;
+    }
+
+    /// Called first in each group's transaction (once the write lock is held): empties the cache
+    /// when another connection has committed since the last group.
+    fn check(&mut self, conn: &mut DbConnection) -> Result<(), DbError> {
+        self.pending.clear();
+        let DbConnection::Sqlite(sqlite) = conn else { return Ok(()) };
+        if self.disabled {
+            return Ok(());
+        }
+        let version = diesel::sql_query("PRAGMA data_version").get_result::<DataVersion>(sqlite)?.data_version;
+        if self.data_version != Some(version) {
+            self.rows.clear();
+            self.data_version = Some(version);
+        }
+        Ok(())
+    }
+
+    fn usable(&self, conn: &DbConnection) -> bool {
+        !self.disabled && matches!(conn, DbConnection::Sqlite(_)) && self.data_version.is_some()
+    }
+
+    fn take(&mut self, campaign: &str, key: &TallyKey) -> Option<Tally> {
+        // Keys are looked up by value: building the owned key costs less than the row read it saves.
+        self.rows.remove(&(campaign.to_owned(), key.clone()))
+    }
+
+    fn keep(&mut self, campaign: &str, key: TallyKey, tally: Tally) {
+        self.pending.push(((campaign.to_owned(), key), tally));
+    }
+
+    /// The transaction committed: what it wrote is now what the database holds.
+    fn commit(&mut self) {
+        if self.rows.len() + self.pending.len() > TALLY_CACHE_ROWS {
+            self.rows.clear();
+        }
+        if self.pending.len() > TALLY_CACHE_ROWS {
+            self.pending.clear();
+        }
+        self.rows.extend(self.pending.drain(..));
     }
 }
 
@@ -217,7 +320,13 @@ enum Plan {
     Conflict,
 }
 
-fn write_items(conn: &mut DbConnection, items: &[&Prepared], one_by_one: bool) -> Result<Vec<ItemOutcome>, DbError> {
+fn write_items(
+    conn: &mut DbConnection,
+    items: &[&Prepared],
+    one_by_one: bool,
+    cache: &mut TallyCache,
+) -> Result<Vec<ItemOutcome>, DbError> {
+    cache.check(conn)?;
     let received_at = Utc::now().trunc_subsecs(6);
     let mut plans = Vec::with_capacity(items.len());
     let mut keys_in_group: HashMap<(&str, &str), (usize, &str)> = HashMap::new();
@@ -311,7 +420,7 @@ fn write_items(conn: &mut DbConnection, items: &[&Prepared], one_by_one: bool) -
         .filter(|(_, o)| matches!(o, Some(ItemOutcome::Created { .. })))
         .map(|(i, _)| i)
         .collect();
-    apply_tallies(conn, items, &created)?;
+    apply_tallies(conn, items, &created, cache)?;
     Ok(outcomes.into_iter().map(|o| o.unwrap_or(ItemOutcome::KeyReused)).collect())
 }
 
@@ -482,7 +591,12 @@ type TallyKey = (i64, String, String);
 /// Adds the created responses to their tally rows (their agency and every ancestor), reading and
 /// writing each touched row once per group. Rows are locked in key order on PostgreSQL, so that
 /// concurrent writers in other processes neither lose updates nor deadlock.
-fn apply_tallies(conn: &mut DbConnection, items: &[&Prepared], created: &HashSet<usize>) -> Result<(), DbError> {
+fn apply_tallies(
+    conn: &mut DbConnection,
+    items: &[&Prepared],
+    created: &HashSet<usize>,
+    cache: &mut TallyCache,
+) -> Result<(), DbError> {
     // Responses of one agency counting in the same cells are summed first (one addition each), so
     // that spreading over the ancestors and cells is done once per such combination, not per
     // response.
@@ -507,7 +621,7 @@ fn apply_tallies(conn: &mut DbConnection, items: &[&Prepared], created: &HashSet
         add_response(deltas, layout, &item.path, respondent_type, cells, &summed);
     }
     for (campaign, (layout, deltas)) in by_campaign {
-        apply_campaign_tallies(conn, campaign, layout, deltas)?;
+        apply_campaign_tallies(conn, campaign, layout, deltas, cache)?;
     }
     Ok(())
 }
@@ -519,13 +633,22 @@ fn apply_campaign_tallies(
     campaign: &str,
     layout: &TallyLayout,
     deltas: TallyDeltas,
+    cache: &mut TallyCache,
 ) -> Result<(), DbError> {
-    let agency_ids: Vec<i64> =
-        deltas.keys().map(|(a, _, _)| *a).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-    let wanted: HashSet<&TallyKey> = deltas.keys().collect();
-    let cells: Vec<&str> =
-        deltas.keys().map(|(_, _, c)| c.as_str()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
     let mut stored: HashMap<TallyKey, Tally> = HashMap::new();
+    if cache.usable(conn) {
+        for key in deltas.keys() {
+            if let Some(tally) = cache.take(campaign, key) {
+                stored.insert(key.clone(), tally);
+            }
+        }
+    }
+    let unread: Vec<&TallyKey> = deltas.keys().filter(|key| !stored.contains_key(*key)).collect();
+    let agency_ids: Vec<i64> =
+        unread.iter().map(|(a, _, _)| *a).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let wanted: HashSet<&TallyKey> = unread.iter().copied().collect();
+    let cells: Vec<&str> =
+        unread.iter().map(|(_, _, c)| c.as_str()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
     for chunk in agency_ids.chunks(500) {
         let query = tallies::table
             .filter(tallies::campaign_id.eq(campaign))
@@ -569,6 +692,7 @@ fn apply_campaign_tallies(
     }
     // One multi-row upsert per chunk instead of one UPDATE per row: a batch spread over a
     // thousand communes touches about ten thousand tally rows.
+    let keep = cache.usable(conn);
     let rows: Vec<_> = deltas
         .into_iter()
         .map(|(key, delta)| {
@@ -579,15 +703,18 @@ fn apply_campaign_tallies(
                 }
                 None => delta,
             };
-            let (agency, respondent_type, cell) = key;
-            (
+            let row = (
                 tallies::campaign_id.eq(campaign.to_owned()),
-                tallies::agency_id.eq(agency),
-                tallies::respondent_type.eq(respondent_type),
-                tallies::cell.eq(cell),
+                tallies::agency_id.eq(key.0),
+                tallies::respondent_type.eq(key.1.clone()),
+                tallies::cell.eq(key.2.clone()),
                 tallies::respondents.eq(merged.respondents as i64),
                 tallies::data.eq(merged.encode()),
-            )
+            );
+            if keep {
+                cache.keep(campaign, key, merged);
+            }
+            row
         })
         .collect();
     let key = (tallies::campaign_id, tallies::agency_id, tallies::respondent_type, tallies::cell);

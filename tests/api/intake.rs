@@ -309,6 +309,33 @@ async fn tallies_agree_with_a_recount_after_a_mixed_workload() {
     assert!(stdout(&verified).contains("column says"), "{}", stdout(&verified));
 }
 
+#[tokio::test]
+async fn tallies_changed_by_another_connection_are_read_again_before_the_next_write() {
+    let app = TestApp::spawn().await;
+    let admin = app.open_campaign("other", "sipas-individual", &["VN"]).await;
+    assert_eq!(app.post_response(&admin, None, &individual("other", "00070", 1)).await.status().as_u16(), 201);
+    assert_eq!(app.post_response(&admin, None, &individual("other", "00070", 2)).await.status().as_u16(), 201);
+    // Another connection (another process, an operator's repair) rewrites the tallies meanwhile:
+    // here it empties them, as if the campaign had been recounted from nothing.
+    let mut conn = app.database.connect();
+    use diesel::prelude::*;
+    diesel::sql_query("DELETE FROM tallies WHERE campaign_id = 'other'").execute(&mut conn).unwrap();
+    assert_eq!(app.post_response(&admin, None, &individual("other", "00070", 3)).await.status().as_u16(), 201);
+    // The writer must have read the rows again (finding none), not added to what it wrote before.
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        respondents: i64,
+    }
+    let root: Vec<Count> = diesel::sql_query(
+        "SELECT respondents FROM tallies WHERE campaign_id = 'other' AND cell = '*' \
+         AND agency_id = (SELECT id FROM agencies WHERE code = 'VN')",
+    )
+    .load(&mut conn)
+    .unwrap();
+    assert_eq!(root.iter().map(|c| c.respondents).sum::<i64>(), 1, "only the response posted after the rewrite");
+}
+
 /// Bad inputs, each of which must get a 4xx and store nothing.
 fn corpus() -> Vec<(&'static str, Option<&'static str>, Vec<u8>)> {
     let json = |v: Value| v.to_string().into_bytes();

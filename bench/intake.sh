@@ -6,6 +6,7 @@
 # for POSTs, how many submissions the writer committed together on average (group commit).
 PORT=18181
 source "$(dirname "$0")/common.sh"
+[ -x target/release/examples/batch_baseline ] || cargo build --release --example batch_baseline
 trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
 DURATION="${DURATION:-10s}"
 start_server "${1:-sqlite://$WORK/bench.db}"
@@ -54,6 +55,13 @@ for connections in 16 64; do
     -s bench/post.lua "$BASE/api/v1/responses"
 done
 echo "== batches of 1000: POST /api/v1/responses/batch (4 connections)"
-BATCH_SIZE=1000 wrk -t2 -c4 -d"$DURATION" --timeout 30s -s bench/batch.lua "$BASE/api/v1/responses/batch" | grep -E "non-2xx|batches/s"
+batch=$(BATCH_SIZE=1000 wrk -t2 -c4 -d"$DURATION" --timeout 30s -s bench/batch.lua "$BASE/api/v1/responses/batch")
+echo "$batch" | grep -E "non-2xx|batches/s"
+echo "== baseline: the same rows inserted with plain diesel in one transaction"
+baseline=$(target/release/examples/batch_baseline "$DATABASE" "$CAMPAIGN" 100000)
+echo "$baseline"
+echo "$batch $baseline" | tr ' ' '\n' |
+  awk 'previous == "responses/s" {batch = $1} previous == "rows/s" {plain = $1} {previous = $1}
+       END {printf "batch / baseline: %.2f\n", batch / plain}'
 echo "== stored"
 "$BIN" --database "$DATABASE" campaigns list 2>/dev/null | grep "$CAMPAIGN"

@@ -5,27 +5,10 @@
 
 use std::time::Instant;
 
-use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use sipas::db::copy::ResponsesRow as Row;
 use sipas::db::schema::responses;
 use sipas::db::{self, DatabaseTarget, DbConnection, DbError};
-
-#[derive(Debug, Clone, Queryable, Insertable)]
-#[diesel(table_name = responses)]
-struct Row {
-    id: String,
-    campaign_id: String,
-    agency_id: i64,
-    respondent_type: String,
-    language: String,
-    channel: String,
-    key_id: Option<i64>,
-    service: Option<String>,
-    dossier_hash: Option<String>,
-    answers: String,
-    completed_at: Option<NaiveDateTime>,
-    received_at: NaiveDateTime,
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -34,7 +17,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let count: usize = args.get(3).map(|rows| rows.parse()).transpose()?.unwrap_or(100_000);
     let mut conn = db::connect(&DatabaseTarget::parse(url)?)?;
-    let template: Row = responses::table.filter(responses::campaign_id.eq(campaign)).first(&mut conn)?;
+    let template: Row =
+        responses::table.filter(responses::campaign_id.eq(campaign)).select(Row::as_select()).first(&mut conn)?;
     let rows: Vec<Row> = (0..count).map(|_| Row { id: ulid::Ulid::new().to_string(), ..template.clone() }).collect();
     let started = Instant::now();
     db::write_transaction(&mut conn, |conn| {

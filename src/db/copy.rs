@@ -129,22 +129,34 @@ struct CampaignAgenciesRow {
     agency_id: i64,
 }
 
-/// A row of `responses`.
-#[derive(Queryable, Selectable, Insertable)]
+/// A row of `responses`, every column (also used by the batch benchmark's baseline).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = schema::responses)]
-struct ResponsesRow {
-    id: String,
-    campaign_id: String,
-    agency_id: i64,
-    respondent_type: String,
-    language: String,
-    channel: String,
-    key_id: Option<i64>,
-    service: Option<String>,
-    dossier_hash: Option<String>,
-    answers: String,
-    completed_at: Option<NaiveDateTime>,
-    received_at: NaiveDateTime,
+pub struct ResponsesRow {
+    /// Response id (ULID).
+    pub id: String,
+    /// Campaign id.
+    pub campaign_id: String,
+    /// Agency id.
+    pub agency_id: i64,
+    /// `individual` or `organization`.
+    pub respondent_type: String,
+    /// Language answered in.
+    pub language: String,
+    /// Channel it came through.
+    pub channel: String,
+    /// Key that posted it.
+    pub key_id: Option<i64>,
+    /// Procedure code.
+    pub service: Option<String>,
+    /// Keyed hash of the dossier identifier.
+    pub dossier_hash: Option<String>,
+    /// Compact answers.
+    pub answers: String,
+    /// When the respondent finished.
+    pub completed_at: Option<NaiveDateTime>,
+    /// When it was stored.
+    pub received_at: NaiveDateTime,
 }
 
 /// A row of `idempotency_keys`.

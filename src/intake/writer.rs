@@ -198,7 +198,7 @@ fn is_race(error: &DbError) -> bool {
 /// Writes the items in one transaction on `conn`, without the writer thread: for loading data
 /// from the command line (`sipas demo`) where nothing else writes at the same time.
 pub fn write_now(conn: &mut DbConnection, items: &[&Prepared]) -> Result<Vec<ItemOutcome>, DbError> {
-    db::write_transaction(conn, |conn| write_items(conn, items, false, &mut TallyCache::disabled()))
+    db::write_transaction(conn, |conn| write_items(conn, items, false, &mut TallyCache::default()))
 }
 
 fn write_group(
@@ -245,7 +245,6 @@ const TALLY_CACHE_ROWS: usize = 4_096;
 /// `FOR UPDATE` every time, since other instances write them too.
 #[derive(Debug, Default)]
 struct TallyCache {
-    disabled: bool,
     rows: HashMap<(String, TallyKey), Tally>,
     /// Rows merged by the transaction in progress, kept once it commits.
     pending: Vec<((String, TallyKey), Tally)>,
@@ -259,11 +258,6 @@ struct DataVersion {
 }
 
 impl TallyCache {
-    /// A cache that never holds anything (writes from outside the writer thread).
-    fn disabled() -> Self {
-        Self { disabled: true, ..Self::default() }
-    }
-
     fn clear(&mut self) {
         self.rows.clear();
         self.pending.clear();
@@ -275,9 +269,6 @@ impl TallyCache {
     fn check(&mut self, conn: &mut DbConnection) -> Result<(), DbError> {
         self.pending.clear();
         let DbConnection::Sqlite(sqlite) = conn else { return Ok(()) };
-        if self.disabled {
-            return Ok(());
-        }
         let version = diesel::sql_query("PRAGMA data_version").get_result::<DataVersion>(sqlite)?.data_version;
         if self.data_version != Some(version) {
             self.rows.clear();
@@ -286,8 +277,9 @@ impl TallyCache {
         Ok(())
     }
 
-    fn usable(&self, conn: &DbConnection) -> bool {
-        !self.disabled && matches!(conn, DbConnection::Sqlite(_)) && self.data_version.is_some()
+    /// Whether this group may use the cache: [`TallyCache::check`] ran on SQLite.
+    fn usable(&self) -> bool {
+        self.data_version.is_some()
     }
 
     fn take(&mut self, campaign: &str, key: &TallyKey) -> Option<Tally> {
@@ -636,7 +628,7 @@ fn apply_campaign_tallies(
     cache: &mut TallyCache,
 ) -> Result<(), DbError> {
     let mut stored: HashMap<TallyKey, Tally> = HashMap::new();
-    if cache.usable(conn) {
+    if cache.usable() {
         for key in deltas.keys() {
             if let Some(tally) = cache.take(campaign, key) {
                 stored.insert(key.clone(), tally);
@@ -692,7 +684,7 @@ fn apply_campaign_tallies(
     }
     // One multi-row upsert per chunk instead of one UPDATE per row: a batch spread over a
     // thousand communes touches about ten thousand tally rows.
-    let keep = cache.usable(conn);
+    let keep = cache.usable();
     let rows: Vec<_> = deltas
         .into_iter()
         .map(|(key, delta)| {

@@ -210,7 +210,11 @@ impl Application {
         }
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let state = AppState {
-            writer: Writer::start(pool.clone(), metrics.clone()),
+            writer: Writer::start(
+                pool.clone(),
+                metrics.clone(),
+                std::time::Duration::from_millis(settings.tally_fold_ms),
+            ),
             metrics,
             keys: Arc::new(crate::api::auth::KeyCache::default()),
             pool,

@@ -83,6 +83,10 @@ pub struct Settings {
     /// Pause of the mail worker when the outbox is empty, in milliseconds. Environment:
     /// `SIPAS_MAIL_POLL_MS`.
     pub mail_poll_ms: u64,
+    /// Most milliseconds between a response's commit and its addition to the tally rows (the
+    /// writer adds many at once; statistics count a response from its commit either way).
+    /// Environment: `SIPAS_TALLY_FOLD_MS`.
+    pub tally_fold_ms: u64,
     /// Token a scraper presents (`Authorization: Bearer …`) to read `/metrics`; unset, the
     /// endpoint does not exist. Environment: `SIPAS_METRICS_TOKEN`.
     pub metrics_token: Option<String>,
@@ -138,6 +142,7 @@ impl Default for Settings {
             invitation_retention_days: 30,
             mail_retry_seconds: 60.0,
             mail_poll_ms: 2_000,
+            tally_fold_ms: 250,
             metrics_token: None,
         }
     }
@@ -247,6 +252,9 @@ impl Settings {
         if let Some(value) = lookup("SIPAS_MAIL_POLL_MS") {
             self.mail_poll_ms = parse("SIPAS_MAIL_POLL_MS", &value)?;
         }
+        if let Some(value) = lookup("SIPAS_TALLY_FOLD_MS") {
+            self.tally_fold_ms = parse("SIPAS_TALLY_FOLD_MS", &value)?;
+        }
         if let Some(value) = lookup("SIPAS_METRICS_TOKEN") {
             self.metrics_token = Some(value);
         }
@@ -259,7 +267,7 @@ impl Settings {
 
 /// Every setting with its environment variable and what it does, in the order of the example
 /// file (`sipas config example` writes it; a test checks that it covers every field).
-pub const SETTING_DOCS: [(&str, &str, &str); 18] = [
+pub const SETTING_DOCS: [(&str, &str, &str); 19] = [
     (
         "database_url",
         "SIPAS_DATABASE_URL or DATABASE_URL",
@@ -301,6 +309,11 @@ pub const SETTING_DOCS: [(&str, &str, &str); 18] = [
     ),
     ("mail_retry_seconds", "SIPAS_MAIL_RETRY_SECONDS", "first retry delay of a failed mail, doubled on every attempt"),
     ("mail_poll_ms", "SIPAS_MAIL_POLL_MS", "pause of the mail worker when the outbox is empty"),
+    (
+        "tally_fold_ms",
+        "SIPAS_TALLY_FOLD_MS",
+        "most milliseconds before committed responses are added to the tally rows",
+    ),
     ("metrics_token", "SIPAS_METRICS_TOKEN", "bearer token for GET /metrics; unset: no metrics endpoint"),
 ];
 

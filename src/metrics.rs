@@ -61,6 +61,8 @@ pub struct Metrics {
     pool_idle: Gauge,
     write_group_size: Histogram,
     write_group_duration: Histogram,
+    tally_fold_size: Histogram,
+    tally_fold_duration: Histogram,
 }
 
 impl Default for Metrics {
@@ -104,6 +106,19 @@ impl Metrics {
             "Time to write and commit one group of submissions",
             write_group_duration.clone(),
         );
+        // 1 to about 16,000 responses.
+        let tally_fold_size = Histogram::new(exponential_buckets(1.0, 2.0, 15));
+        registry.register(
+            "tally_fold_size",
+            "Responses added to the tally rows together by the writer after their commit",
+            tally_fold_size.clone(),
+        );
+        let tally_fold_duration = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "tally_fold_duration_seconds",
+            "Time to add one set of committed responses to the tally rows",
+            tally_fold_duration.clone(),
+        );
         Self {
             registry,
             requests,
@@ -115,6 +130,8 @@ impl Metrics {
             pool_idle,
             write_group_size,
             write_group_duration,
+            tally_fold_size,
+            tally_fold_duration,
         }
     }
 
@@ -146,6 +163,12 @@ impl Metrics {
         self.write_group_duration.observe(seconds);
     }
 
+    /// Records one fold of committed responses into the tally rows.
+    pub fn observe_fold(&self, size: usize, seconds: f64) {
+        self.tally_fold_size.observe(size as f64);
+        self.tally_fold_duration.observe(seconds);
+    }
+
     /// The metrics in the OpenMetrics text format, with the gauges read at this moment (the
     /// outbox's depth keeps its last value when the database could not be asked).
     pub fn render(&self, outbox_depth: Option<i64>, pool_connections: u32, pool_idle: u32) -> String {
@@ -174,6 +197,7 @@ mod tests {
         metrics.accepted(Channel::Api);
         metrics.refused(Channel::Link, "invalid");
         metrics.observe_group(3, 0.0005);
+        metrics.observe_fold(1_500, 0.002);
         let text = metrics.render(Some(3), 4, 2);
         assert!(
             text.contains("sipas_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 2"),
@@ -193,6 +217,8 @@ mod tests {
         assert!(text.contains("sipas_db_pool_idle_connections 2"));
         assert!(text.contains("sipas_write_group_size_bucket{le=\"4.0\"} 1"), "{text}");
         assert!(text.contains("sipas_write_group_duration_seconds_count 1"));
+        assert!(text.contains("sipas_tally_fold_size_bucket{le=\"1024.0\"} 0"), "{text}");
+        assert!(text.contains("sipas_tally_fold_size_bucket{le=\"2048.0\"} 1"), "{text}");
         assert!(text.ends_with("# EOF\n"));
     }
 }

@@ -404,16 +404,21 @@ fn from_row(conn: &mut DbConnection, row: CampaignRow) -> Result<Campaign, DbErr
         .select(agencies::code)
         .order(agencies::code)
         .load(conn)?;
-    // Every response is tallied once at the root of its agency's chain (cell `*`), in the same
-    // transaction as the response itself: summing those few rows is exact and, unlike counting
-    // the responses, costs the same at ten million responses as at ten.
-    let at_roots: Vec<i64> = tallies::table
-        .filter(tallies::campaign_id.eq(&id))
-        .filter(tallies::cell.eq(crate::intake::tally::ALL_CELL))
-        .filter(tallies::agency_id.eq_any(agencies::table.filter(agencies::parent_id.is_null()).select(agencies::id)))
-        .select(tallies::respondents)
-        .load(conn)?;
-    let responses: i64 = at_roots.iter().sum();
+    // Every response is tallied once at the root of its agency's chain (cell `*`), or is still
+    // listed as pending: summing those few rows and counting that short list is exact and, unlike
+    // counting the responses, costs the same at ten million responses as at ten. Both are read in
+    // one snapshot, so that a response being moved from one to the other is counted once.
+    let responses = crate::db::read_snapshot(conn, |conn| -> Result<i64, DbError> {
+        let at_roots: Vec<i64> = tallies::table
+            .filter(tallies::campaign_id.eq(&id))
+            .filter(tallies::cell.eq(crate::intake::tally::ALL_CELL))
+            .filter(
+                tallies::agency_id.eq_any(agencies::table.filter(agencies::parent_id.is_null()).select(agencies::id)),
+            )
+            .select(tallies::respondents)
+            .load(conn)?;
+        Ok(at_roots.iter().sum::<i64>() + crate::intake::pending::pending_count(conn, &id)?)
+    })?;
     Ok(Campaign {
         title: serde_json::from_str(&title).unwrap_or_default(),
         channels: channels.split(',').filter_map(Channel::parse).collect(),

@@ -183,6 +183,15 @@ struct TalliesRow {
     data: Vec<u8>,
 }
 
+/// A row of `pending_tallies`.
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = schema::pending_tallies)]
+struct PendingTalliesRow {
+    response_id: String,
+    campaign_id: String,
+    created_at: NaiveDateTime,
+}
+
 /// A row of `populations`.
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = schema::populations)]
@@ -287,7 +296,7 @@ macro_rules! copy_table {
 }
 
 /// Tables in the order rows are copied (referenced tables first).
-pub const TABLES: [&str; 15] = [
+pub const TABLES: [&str; 16] = [
     "survey_versions",
     "agencies",
     "agency_successions",
@@ -299,6 +308,7 @@ pub const TABLES: [&str; 15] = [
     "responses",
     "idempotency_keys",
     "tallies",
+    "pending_tallies",
     "populations",
     "invitations",
     "outbox",
@@ -330,6 +340,7 @@ pub fn copy_database(source: &mut DbConnection, target: &mut DbConnection) -> Re
         copy_table!(responses, ResponsesRow, &mut *source, target, report);
         copy_table!(idempotency_keys, IdempotencyKeysRow, &mut *source, target, report);
         copy_table!(tallies, TalliesRow, &mut *source, target, report);
+        copy_table!(pending_tallies, PendingTalliesRow, &mut *source, target, report);
         copy_table!(populations, PopulationsRow, &mut *source, target, report);
         copy_table!(invitations, InvitationsRow, &mut *source, target, report);
         copy_table!(outbox, OutboxRow, &mut *source, target, report);

@@ -372,6 +372,32 @@ pub fn write_transaction<T, E>(
 where
     E: From<DbError>,
 {
+    transaction(conn, "BEGIN IMMEDIATE", "BEGIN", work)
+}
+
+/// Runs `work` in a read-only transaction that sees one snapshot of the database throughout (a
+/// deferred transaction on SQLite, `REPEATABLE READ` on PostgreSQL): for reads made of several
+/// statements that must agree, such as tally rows and the responses not yet added to them.
+/// Inside a transaction already, `work` runs in it.
+pub fn read_snapshot<T, E>(
+    conn: &mut DbConnection,
+    work: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<DbError>,
+{
+    transaction(conn, "BEGIN", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", work)
+}
+
+fn transaction<T, E>(
+    conn: &mut DbConnection,
+    sqlite_begin: &str,
+    postgres_begin: &str,
+    work: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<DbError>,
+{
     use diesel::connection::{AnsiTransactionManager, TransactionManager};
     // Inside a transaction already (an audited action around a function that writes in its own
     // transaction), this one is a savepoint of it.
@@ -384,8 +410,8 @@ where
     .is_ok_and(|depth| depth.is_some());
     let begun = match conn {
         _ if nested => <DbConnection as Connection>::TransactionManager::begin_transaction(conn),
-        DbConnection::Sqlite(sqlite) => AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE"),
-        DbConnection::Postgres(pg) => AnsiTransactionManager::begin_transaction(pg),
+        DbConnection::Sqlite(sqlite) => AnsiTransactionManager::begin_transaction_sql(sqlite, sqlite_begin),
+        DbConnection::Postgres(pg) => AnsiTransactionManager::begin_transaction_sql(pg, postgres_begin),
     };
     begun.map_err(|e| E::from(DbError::from(e)))?;
     match work(conn) {

@@ -72,6 +72,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     responses,
     idempotency_keys,
     tallies,
+    pending_tallies,
     populations,
     invitations,
     outbox,
@@ -146,6 +147,14 @@ diesel::table! {
         cell -> Text,
         respondents -> BigInt,
         data -> Binary,
+    }
+}
+
+diesel::table! {
+    pending_tallies (response_id) {
+        response_id -> Text,
+        campaign_id -> Text,
+        created_at -> Timestamp,
     }
 }
 

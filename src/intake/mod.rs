@@ -3,6 +3,7 @@
 //! no lock), and hands it to the [`writer::Writer`], which commits groups of submissions in one
 //! transaction each (group commit) and answers each submission only after that commit.
 
+pub mod pending;
 pub mod store;
 pub mod tally;
 pub mod verify;

@@ -1,15 +1,13 @@
 //! Recomputing a campaign's tallies from its stored answers and naming every difference from the
 //! stored tallies (`sipas tallies verify`). Responses are streamed in pages, never loaded whole.
 
-use std::collections::HashMap;
-
 use diesel::prelude::*;
 
-use super::tally::{Tally, TallyDeltas, add_response, response_cells, response_tally};
+use super::pending::{StoredResponse, pending_deltas, tally_stored};
+use super::tally::{Tally, TallyDeltas};
 use crate::campaign::context::CampaignContext;
 use crate::db::schema::{responses, tallies};
 use crate::db::{DbConnection, DbError};
-use crate::survey::answers::Answers;
 
 /// Responses read per page.
 const PAGE: i64 = 5_000;
@@ -52,15 +50,19 @@ fn describe(key: &(i64, String, String), recount: &Tally, stored: &Tally) -> Opt
     None
 }
 
-/// Recounts one campaign.
+/// Recounts one campaign, comparing the recount with its tally rows plus the responses not yet
+/// added to them, all read in one snapshot.
 pub fn verify_campaign(conn: &mut DbConnection, campaign: &str) -> Result<Verification, DbError> {
+    crate::db::read_snapshot(conn, |conn| verify_in_snapshot(conn, campaign))
+}
+
+fn verify_in_snapshot(conn: &mut DbConnection, campaign: &str) -> Result<Verification, DbError> {
     let context = CampaignContext::load(conn, campaign)?.ok_or(DbError::Query(diesel::result::Error::NotFound))?;
-    let paths: HashMap<i64, Vec<i64>> = context.members.values().map(|m| (m.agency_id, m.path.clone())).collect();
     let mut recount = TallyDeltas::new();
     let mut verification = Verification::default();
     let mut after = String::new();
     loop {
-        let page: Vec<(String, i64, String, String)> = responses::table
+        let page: Vec<StoredResponse> = responses::table
             .filter(responses::campaign_id.eq(campaign))
             .filter(responses::id.gt(&after))
             .order(responses::id)
@@ -69,26 +71,10 @@ pub fn verify_campaign(conn: &mut DbConnection, campaign: &str) -> Result<Verifi
             .load(conn)?;
         let Some(last) = page.last() else { break };
         after = last.0.clone();
-        for (id, agency_id, respondent_type, stored) in page {
-            verification.responses += 1;
-            let answers = match Answers::decode(&context.definition, &stored) {
-                Ok(answers) => answers,
-                Err(error) => {
-                    verification.differences.push(format!("response {id}: stored answers do not decode: {error}"));
-                    continue;
-                }
-            };
-            let Some(path) = paths.get(&agency_id) else {
-                verification
-                    .differences
-                    .push(format!("response {id}: agency {agency_id} is not a member of the campaign"));
-                continue;
-            };
-            let tally = response_tally(&context.definition, &context.layout, &answers);
-            let cells = response_cells(&context.layout, &answers);
-            add_response(&mut recount, &context.layout, path, &respondent_type, &cells, &tally);
-        }
+        verification.responses += page.len() as u64;
+        verification.differences.extend(tally_stored(&mut recount, &context, page));
     }
+    let mut pending = pending_deltas(conn, &context)?;
     let stored: Vec<(i64, String, String, i64, Vec<u8>)> = tallies::table
         .filter(tallies::campaign_id.eq(campaign))
         .select((tallies::agency_id, tallies::respondent_type, tallies::cell, tallies::respondents, tallies::data))
@@ -96,7 +82,7 @@ pub fn verify_campaign(conn: &mut DbConnection, campaign: &str) -> Result<Verifi
     verification.rows = stored.len();
     for (agency, respondent_type, cell, respondents, data) in stored {
         let key = (agency, respondent_type, cell);
-        let stored_tally = match Tally::decode(&context.layout, &data) {
+        let mut stored_tally = match Tally::decode(&context.layout, &data) {
             Ok(tally) => tally,
             Err(error) => {
                 verification.differences.push(format!("tally {key:?}: {error}"));
@@ -109,10 +95,19 @@ pub fn verify_campaign(conn: &mut DbConnection, campaign: &str) -> Result<Verifi
                 stored_tally.respondents
             ));
         }
+        if let Some(unfolded) = pending.remove(&key) {
+            stored_tally.add(&unfolded);
+        }
         match recount.remove(&key) {
             Some(recounted) => verification.differences.extend(describe(&key, &recounted, &stored_tally)),
             None if stored_tally.respondents == 0 => {}
             None => verification.differences.push(format!("tally {key:?}: stored, but no response counts there")),
+        }
+    }
+    for (key, unfolded) in pending {
+        match recount.remove(&key) {
+            Some(recounted) => verification.differences.extend(describe(&key, &recounted, &unfolded)),
+            None => verification.differences.push(format!("tally {key:?}: pending, but no response counts there")),
         }
     }
     for key in recount.keys() {

@@ -1,22 +1,30 @@
 //! Group commit: one writer thread per process takes every submission waiting at that moment,
-//! writes them in one transaction (responses, idempotency records, tallies) and answers each only
-//! after the commit that holds it. Durability then costs one disk flush per group, not one per
-//! response. A submission refused inside the group (a replayed or reused idempotency key, a dossier
-//! already rated) never fails its neighbours.
+//! writes them in one transaction (responses, idempotency records, a pending-tally row each) and
+//! answers each only after the commit that holds it. Durability then costs one disk flush per
+//! group, not one per response. A submission refused inside the group (a replayed or reused
+//! idempotency key, a dossier already rated) never fails its neighbours.
+//!
+//! The tallies of committed responses are added to the tally rows later and many at once (see
+//! [`super::pending`]): at most `fold_after` after their commit, when 2,000 wait, and when the
+//! writer stops. A tally row is about 3 KB and a response touches some thirty of them; written in
+//! every group they were most of a small group's pages and time.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, sync_channel};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 use tokio::sync::oneshot;
 
+use super::pending::{StoredResponse, tally_stored};
 use super::tally::{Tally, TallyDeltas, TallyLayout, add_response};
 use super::{Idempotency, Prepared};
 use crate::campaign::Channel;
-use crate::db::schema::{idempotency_keys, invitations, responses, tallies};
+use crate::campaign::context::CampaignContext;
+use crate::db::schema::{idempotency_keys, invitations, pending_tallies, responses, tallies};
 use crate::db::{self, DbConnection, DbError, Pool};
 use crate::metrics::Metrics;
 
@@ -79,12 +87,15 @@ impl std::fmt::Debug for Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread. It stops when every handle is dropped.
-    pub fn start(pool: Pool, metrics: Arc<Metrics>) -> Self {
+    /// Starts the writer thread. Responses' tallies are added to the tally rows at most
+    /// `fold_after` after their commit (or sooner, when many wait). The thread stops, having added
+    /// what it still holds, when every handle is dropped.
+    pub fn start(pool: Pool, metrics: Arc<Metrics>, fold_after: Duration) -> Self {
         let (sender, receiver) = sync_channel(QUEUE_DEPTH);
         let observer = metrics.clone();
-        let spawned =
-            std::thread::Builder::new().name("sipas-writer".to_owned()).spawn(move || run(pool, receiver, &observer));
+        let spawned = std::thread::Builder::new()
+            .name("sipas-writer".to_owned())
+            .spawn(move || run(pool, receiver, &observer, fold_after));
         if let Err(error) = spawned {
             tracing::error!(error.cause = %error, "cannot start the writer thread");
         }
@@ -128,12 +139,43 @@ impl Writer {
     }
 }
 
-fn run(pool: Pool, receiver: Receiver<Job>, metrics: &Metrics) {
+fn run(pool: Pool, receiver: Receiver<Job>, metrics: &Metrics, fold_after: Duration) {
     // On SQLite one connection is kept between groups (replaced after any failure), so that the
     // tally cache can ask it whether anyone else wrote in between.
     let mut held: Option<db::PooledConnection> = None;
     let mut cache = TallyCache::default();
-    while let Ok(first) = receiver.recv() {
+    let mut unfolded = Unfolded::default();
+    // Pending rows left by an earlier run that stopped before adding them (a crash, a kill).
+    let mut last_sweep: Option<Instant> = None;
+    loop {
+        if last_sweep.is_none_or(|at| at.elapsed() >= SWEEP_EVERY) {
+            // The first sweep takes every pending row; later ones only rows old enough to have
+            // been left by an instance that stopped (others' are theirs to add).
+            let older_than = last_sweep.map(|_| Utc::now().naive_utc() - SWEEP_AGE);
+            match fold_stored(&pool, &mut held, &mut cache, older_than) {
+                Ok(0) => {}
+                Ok(folded) => tracing::info!(responses = folded, "pending tallies left by an earlier run added"),
+                Err(error) => {
+                    tracing::warn!(error.cause = %error, "pending tallies could not be added; retrying later")
+                }
+            }
+            last_sweep = Some(Instant::now());
+        }
+        let first = match unfolded.since {
+            None => match receiver.recv_timeout(SWEEP_EVERY) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+            },
+            Some(since) => match receiver.recv_timeout(fold_after.saturating_sub(since.elapsed())) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => {
+                    fold(&pool, &mut held, &mut cache, &mut unfolded, metrics);
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            },
+        };
         let mut jobs = vec![first];
         let mut waiting = jobs[0].items.len();
         while waiting < MAX_GROUP {
@@ -146,11 +188,14 @@ fn run(pool: Pool, receiver: Receiver<Job>, metrics: &Metrics) {
             }
         }
         let items: Vec<&Prepared> = jobs.iter().flat_map(|job| job.items.iter()).collect();
-        let started = std::time::Instant::now();
-        let result = write_group(&pool, &mut held, &mut cache, &items);
+        let started = Instant::now();
+        let result = write_group(&pool, &mut held, &items);
         metrics.observe_group(items.len(), started.elapsed().as_secs_f64());
         let mut outcomes = match result {
-            Ok(outcomes) => outcomes.into_iter(),
+            Ok(outcomes) => {
+                unfolded.add(&items, &outcomes);
+                outcomes.into_iter()
+            }
             Err(error) => {
                 if matches!(error, DbError::Unavailable(_)) {
                     tracing::error!(
@@ -172,6 +217,12 @@ fn run(pool: Pool, receiver: Receiver<Job>, metrics: &Metrics) {
             let mine: Vec<ItemOutcome> = outcomes.by_ref().take(job.items.len()).collect();
             let _receiver_gone = job.reply.send(Ok(mine));
         }
+        if unfolded.ids.len() >= FOLD_AT || unfolded.since.is_some_and(|since| since.elapsed() >= fold_after) {
+            fold(&pool, &mut held, &mut cache, &mut unfolded, metrics);
+        }
+    }
+    if unfolded.since.is_some() {
+        fold(&pool, &mut held, &mut cache, &mut unfolded, metrics);
     }
 }
 
@@ -197,42 +248,281 @@ fn is_race(error: &DbError) -> bool {
 
 /// Writes the items in one transaction on `conn`, without the writer thread: for loading data
 /// from the command line (`sipas demo`) where nothing else writes at the same time.
+/// Their tallies are written in the same transaction (nothing is left pending).
 pub fn write_now(conn: &mut DbConnection, items: &[&Prepared]) -> Result<Vec<ItemOutcome>, DbError> {
-    db::write_transaction(conn, |conn| write_items(conn, items, false, &mut TallyCache::default()))
+    db::write_transaction(conn, |conn| {
+        let outcomes = write_items(conn, items, false)?;
+        let mut created = Unfolded::default();
+        created.add(items, &outcomes);
+        let mut cache = TallyCache::default();
+        cache.check(conn)?;
+        created.apply(conn, &mut cache)?;
+        Ok(outcomes)
+    })
 }
 
-fn write_group(
+/// Runs `work` on the writer's connection: the one held (SQLite), or one from the pool. The
+/// connection is kept after success on SQLite; PostgreSQL connections go back to the pool, which
+/// checks them on the way out, so that work after a database restart does not fail on a dead
+/// connection.
+fn on_connection<T>(
     pool: &Pool,
     held: &mut Option<db::PooledConnection>,
-    cache: &mut TallyCache,
-    items: &[&Prepared],
-) -> Result<Vec<ItemOutcome>, DbError> {
+    work: impl FnOnce(&mut DbConnection) -> Result<T, DbError>,
+) -> Result<T, DbError> {
     let mut conn = match held.take() {
         Some(conn) => conn,
         None => pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?,
     };
-    let result = match db::write_transaction(&mut conn, |conn| write_items(conn, items, false, cache)) {
-        Err(error) if is_race(&error) => {
-            tracing::debug!(error.cause = %error, "group raced another writer; retrying item by item");
-            cache.clear();
-            db::write_transaction(&mut conn, |conn| write_items(conn, items, true, cache))
-        }
-        other => other,
-    };
-    match &result {
-        Ok(_) => {
-            cache.commit();
-            // PostgreSQL connections go back to the pool, which checks them on the way out, so
-            // that a group after a database restart does not fail on a dead connection.
-            if matches!(*conn, DbConnection::Sqlite(_)) {
-                *held = Some(conn);
-            }
-        }
-        // What was merged may not have been stored, and the connection may be broken: start
-        // afresh with the next group.
-        Err(_) => cache.clear(),
+    let result = work(&mut conn);
+    // After a failure the connection may be broken: the next work takes a fresh one.
+    if result.is_ok() && matches!(*conn, DbConnection::Sqlite(_)) {
+        *held = Some(conn);
     }
     result
+}
+
+/// Writes a group: its responses, idempotency records and one pending row per created response.
+fn write_group(
+    pool: &Pool,
+    held: &mut Option<db::PooledConnection>,
+    items: &[&Prepared],
+) -> Result<Vec<ItemOutcome>, DbError> {
+    on_connection(pool, held, |conn| {
+        let write = |conn: &mut DbConnection, one_by_one: bool| {
+            db::write_transaction(conn, |conn| {
+                let outcomes = write_items(conn, items, one_by_one)?;
+                insert_pending(conn, items, &outcomes)?;
+                Ok(outcomes)
+            })
+        };
+        match write(conn, false) {
+            Err(error) if is_race(&error) => {
+                tracing::debug!(error.cause = %error, "group raced another writer; retrying item by item");
+                write(conn, true)
+            }
+            other => other,
+        }
+    })
+}
+
+/// Lists the created responses in `pending_tallies`, in the transaction that stores them.
+fn insert_pending(conn: &mut DbConnection, items: &[&Prepared], outcomes: &[ItemOutcome]) -> Result<(), DbError> {
+    let now = Utc::now().naive_utc();
+    let rows: Vec<_> = items
+        .iter()
+        .zip(outcomes)
+        .filter_map(|(item, outcome)| match outcome {
+            ItemOutcome::Created { id, .. } => Some((
+                pending_tallies::response_id.eq(id.as_str()),
+                pending_tallies::campaign_id.eq(item.context.campaign.id.as_str()),
+                pending_tallies::created_at.eq(now),
+            )),
+            _ => None,
+        })
+        .collect();
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        match conn {
+            DbConnection::Postgres(pg) => diesel::insert_into(pending_tallies::table).values(chunk).execute(pg)?,
+            DbConnection::Sqlite(sqlite) => {
+                diesel::insert_into(pending_tallies::table).values(chunk).execute(sqlite)?
+            }
+        };
+    }
+    Ok(())
+}
+
+/// Pending responses added to the tallies together once this many wait.
+const FOLD_AT: usize = 2_000;
+/// How often the writer looks for pending rows an instance that stopped has left.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+/// Age of pending rows taken to be left by a stopped instance.
+const SWEEP_AGE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+/// Pending rows read per transaction when adding them from the stored responses.
+const SWEEP_PAGE: i64 = 2_000;
+
+/// Responses of one campaign alike (agency, respondent type, cells), with the agency's path and
+/// their summed tally.
+type Combinations = HashMap<(i64, String, Vec<String>), (Vec<i64>, Tally)>;
+
+/// Responses this writer committed whose tallies are not yet added: their ids (rows of
+/// `pending_tallies`) and their tallies, summed per campaign and (agency, respondent type,
+/// cells), so that folding spreads each combination over ancestors and cells once.
+#[derive(Default)]
+struct Unfolded {
+    ids: Vec<String>,
+    campaigns: BTreeMap<String, (Arc<CampaignContext>, Combinations)>,
+    /// When the oldest was committed.
+    since: Option<Instant>,
+}
+
+impl Unfolded {
+    fn add(&mut self, items: &[&Prepared], outcomes: &[ItemOutcome]) {
+        for (item, outcome) in items.iter().zip(outcomes) {
+            let ItemOutcome::Created { id, .. } = outcome else { continue };
+            self.ids.push(id.clone());
+            let (_, combinations) = self
+                .campaigns
+                .entry(item.context.campaign.id.clone())
+                .or_insert_with(|| (item.context.clone(), HashMap::new()));
+            match combinations.entry((item.agency_id, item.respondent_type.clone(), item.cells.clone())) {
+                std::collections::hash_map::Entry::Occupied(mut summed) => summed.get_mut().1.add(&item.tally),
+                std::collections::hash_map::Entry::Vacant(first) => {
+                    first.insert((item.path.clone(), item.tally.clone()));
+                }
+            }
+            self.since.get_or_insert_with(Instant::now);
+        }
+    }
+
+    /// Adds the summed tallies to their rows (and every ancestor's), in the caller's transaction.
+    fn apply(&self, conn: &mut DbConnection, cache: &mut TallyCache) -> Result<(), DbError> {
+        for (campaign, (context, combinations)) in &self.campaigns {
+            let mut deltas = TallyDeltas::new();
+            for ((_, respondent_type, cells), (path, tally)) in combinations {
+                add_response(&mut deltas, &context.layout, path, respondent_type, cells, tally);
+            }
+            apply_campaign_tallies(conn, campaign, &context.layout, deltas, cache)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why the writer's own pending rows could not be folded from memory.
+enum FoldFailure {
+    /// Some were added meanwhile by another writer (a sweep after an instance seemed stopped).
+    Taken,
+    Db(DbError),
+}
+
+impl From<DbError> for FoldFailure {
+    fn from(error: DbError) -> Self {
+        Self::Db(error)
+    }
+}
+
+/// Adds the writer's pending responses to the tallies, in the transaction that deletes their
+/// pending rows. If another writer took some of those rows first, everything still pending is
+/// added from the stored responses instead.
+fn fold(
+    pool: &Pool,
+    held: &mut Option<db::PooledConnection>,
+    cache: &mut TallyCache,
+    unfolded: &mut Unfolded,
+    metrics: &Metrics,
+) {
+    let started = Instant::now();
+    let count = unfolded.ids.len();
+    let result = on_connection(pool, held, |conn| {
+        let outcome = db::write_transaction(conn, |conn| -> Result<(), FoldFailure> {
+            cache.check(conn)?;
+            let mut deleted = 0;
+            for chunk in unfolded.ids.chunks(INSERT_CHUNK) {
+                deleted += diesel::delete(pending_tallies::table.filter(pending_tallies::response_id.eq_any(chunk)))
+                    .execute(conn)
+                    .map_err(DbError::from)?;
+            }
+            if deleted != unfolded.ids.len() {
+                return Err(FoldFailure::Taken);
+            }
+            unfolded.apply(conn, cache)?;
+            Ok(())
+        });
+        match outcome {
+            Ok(()) => {
+                cache.commit();
+                Ok(())
+            }
+            Err(FoldFailure::Db(error)) => Err(error),
+            Err(FoldFailure::Taken) => {
+                cache.clear();
+                tracing::info!(
+                    "pending tallies were taken by another writer; adding the rest from the stored responses"
+                );
+                fold_stored_on(conn, cache, None).map(|_| ())
+            }
+        }
+    });
+    match result {
+        Ok(()) => {
+            *unfolded = Unfolded::default();
+            metrics.observe_fold(count, started.elapsed().as_secs_f64());
+        }
+        Err(error) => {
+            // The pending rows are still there (the transaction rolled back): try again later.
+            cache.clear();
+            unfolded.since = Some(Instant::now());
+            tracing::warn!(error.cause = %error, responses = count, "pending tallies could not be added; retrying later");
+        }
+    }
+}
+
+/// Adds pending responses (those pending since before `older_than`, or all) to the tallies
+/// from their stored answers, a page per transaction. Returns how many were added.
+fn fold_stored(
+    pool: &Pool,
+    held: &mut Option<db::PooledConnection>,
+    cache: &mut TallyCache,
+    older_than: Option<chrono::NaiveDateTime>,
+) -> Result<usize, DbError> {
+    on_connection(pool, held, |conn| fold_stored_on(conn, cache, older_than)).inspect_err(|_| cache.clear())
+}
+
+fn fold_stored_on(
+    conn: &mut DbConnection,
+    cache: &mut TallyCache,
+    older_than: Option<chrono::NaiveDateTime>,
+) -> Result<usize, DbError> {
+    let mut folded = 0;
+    loop {
+        let page = db::write_transaction(conn, |conn| -> Result<usize, DbError> {
+            cache.check(conn)?;
+            // Without a bound: every row committed before this moment (a day of clock skew allowed).
+            let before = older_than.unwrap_or_else(|| Utc::now().naive_utc() + chrono::TimeDelta::days(1));
+            let query = pending_tallies::table
+                .filter(pending_tallies::created_at.lt(before))
+                .select(pending_tallies::response_id)
+                .order(pending_tallies::response_id)
+                .limit(SWEEP_PAGE);
+            let ids: Vec<String> = match conn {
+                // Rows another writer is folding are left to it.
+                DbConnection::Postgres(pg) => query.for_update().skip_locked().load(pg)?,
+                DbConnection::Sqlite(sqlite) => query.load(sqlite)?,
+            };
+            if ids.is_empty() {
+                return Ok(0);
+            }
+            let stored: Vec<(String, String, i64, String, String)> = responses::table
+                .filter(responses::id.eq_any(&ids))
+                .select((
+                    responses::campaign_id,
+                    responses::id,
+                    responses::agency_id,
+                    responses::respondent_type,
+                    responses::answers,
+                ))
+                .load(conn)?;
+            let mut by_campaign: BTreeMap<String, Vec<StoredResponse>> = BTreeMap::new();
+            for (campaign, id, agency_id, respondent_type, answers) in stored {
+                by_campaign.entry(campaign).or_default().push((id, agency_id, respondent_type, answers));
+            }
+            for (campaign, stored) in by_campaign {
+                let Some(context) = CampaignContext::load(conn, &campaign)? else { continue };
+                let mut deltas = TallyDeltas::new();
+                for fault in tally_stored(&mut deltas, &context, stored) {
+                    tracing::error!(campaign, fault, "a stored response cannot be counted");
+                }
+                apply_campaign_tallies(conn, &campaign, &context.layout, deltas, cache)?;
+            }
+            diesel::delete(pending_tallies::table.filter(pending_tallies::response_id.eq_any(&ids))).execute(conn)?;
+            Ok(ids.len())
+        })?;
+        cache.commit();
+        if page == 0 {
+            return Ok(folded);
+        }
+        folded += page;
+    }
 }
 
 /// Most tally rows the writer keeps between groups (about 3 KB each).
@@ -312,13 +602,9 @@ enum Plan {
     Conflict,
 }
 
-fn write_items(
-    conn: &mut DbConnection,
-    items: &[&Prepared],
-    one_by_one: bool,
-    cache: &mut TallyCache,
-) -> Result<Vec<ItemOutcome>, DbError> {
-    cache.check(conn)?;
+/// Writes the items' responses and idempotency records; returns what became of each (the
+/// tallies of those created are the caller's to write).
+fn write_items(conn: &mut DbConnection, items: &[&Prepared], one_by_one: bool) -> Result<Vec<ItemOutcome>, DbError> {
     let received_at = Utc::now().trunc_subsecs(6);
     let mut plans = Vec::with_capacity(items.len());
     let mut keys_in_group: HashMap<(&str, &str), (usize, &str)> = HashMap::new();
@@ -406,13 +692,6 @@ fn write_items(
             });
         }
     }
-    let created: HashSet<usize> = outcomes
-        .iter()
-        .enumerate()
-        .filter(|(_, o)| matches!(o, Some(ItemOutcome::Created { .. })))
-        .map(|(i, _)| i)
-        .collect();
-    apply_tallies(conn, items, &created, cache)?;
     Ok(outcomes.into_iter().map(|o| o.unwrap_or(ItemOutcome::KeyReused)).collect())
 }
 
@@ -580,46 +859,11 @@ fn insert_one_by_one(
 
 type TallyKey = (i64, String, String);
 
-/// Adds the created responses to their tally rows (their agency and every ancestor), reading and
-/// writing each touched row once per group. Rows are locked in key order on PostgreSQL, so that
-/// concurrent writers in other processes neither lose updates nor deadlock.
-fn apply_tallies(
-    conn: &mut DbConnection,
-    items: &[&Prepared],
-    created: &HashSet<usize>,
-    cache: &mut TallyCache,
-) -> Result<(), DbError> {
-    // Responses of one agency counting in the same cells are summed first (one addition each), so
-    // that spreading over the ancestors and cells is done once per such combination, not per
-    // response.
-    type Combination<'a> = (&'a str, i64, &'a str, &'a [String]);
-    let mut combinations: HashMap<Combination<'_>, (&Prepared, Tally)> = HashMap::new();
-    for (index, item) in items.iter().enumerate() {
-        if !created.contains(&index) {
-            continue;
-        }
-        let key = (item.context.campaign.id.as_str(), item.agency_id, item.respondent_type.as_str(), &item.cells[..]);
-        match combinations.entry(key) {
-            std::collections::hash_map::Entry::Occupied(mut summed) => summed.get_mut().1.add(&item.tally),
-            std::collections::hash_map::Entry::Vacant(first) => {
-                first.insert((item, item.tally.clone()));
-            }
-        }
-    }
-    let mut by_campaign: BTreeMap<&str, (&TallyLayout, TallyDeltas)> = BTreeMap::new();
-    for ((campaign, _, respondent_type, cells), (item, summed)) in combinations {
-        let (layout, deltas) =
-            by_campaign.entry(campaign).or_insert_with(|| (&item.context.layout, TallyDeltas::new()));
-        add_response(deltas, layout, &item.path, respondent_type, cells, &summed);
-    }
-    for (campaign, (layout, deltas)) in by_campaign {
-        apply_campaign_tallies(conn, campaign, layout, deltas, cache)?;
-    }
-    Ok(())
-}
-
 type StoredTally = (i64, String, String, Vec<u8>);
 
+/// Adds one campaign's deltas to their tally rows, reading (or taking from the cache) and writing
+/// each touched row once. Rows are locked in key order on PostgreSQL, so that concurrent writers
+/// in other processes neither lose updates nor deadlock.
 fn apply_campaign_tallies(
     conn: &mut DbConnection,
     campaign: &str,

@@ -7,7 +7,7 @@ pub mod microdata;
 pub mod output;
 pub mod population;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -18,6 +18,7 @@ use utoipa::ToSchema;
 use crate::campaign::context::{CampaignCache, CampaignContext};
 use crate::db::schema::{agency_successions, tallies};
 use crate::db::{DbConnection, DbError};
+use crate::intake::pending::pending_deltas;
 use crate::intake::tally::{ALL_CELL, NO_ANSWER, Tally, TallyLayout};
 use crate::stats::interval::{normal_difference, proportion_difference};
 use crate::stats::{Cell, Confidence, Estimate, Figures, IntervalKind, Model, Suppression, estimate, mean_of_units};
@@ -202,14 +203,17 @@ impl AgencyTallies {
     }
 }
 
-/// Loads the tallies of `agencies` in a campaign, only the cells a report needs.
+/// Loads the tallies of `agencies` in a campaign, only the cells a report needs, with the
+/// responses not yet added to the tally rows (read in the caller's snapshot).
 fn load_tallies(
     conn: &mut DbConnection,
-    campaign: &str,
-    layout: &TallyLayout,
+    context: &CampaignContext,
     agencies: &[i64],
     extra_cells: Option<&str>,
 ) -> Result<HashMap<i64, AgencyTallies>, DbError> {
+    let campaign = context.campaign.id.as_str();
+    let layout = &context.layout;
+    let wanted_cell = |cell: &str| cell == ALL_CELL || extra_cells.is_some_and(|prefix| cell.starts_with(prefix));
     let mut result: HashMap<i64, AgencyTallies> = HashMap::new();
     for chunk in agencies.chunks(500) {
         let query = tallies::table
@@ -223,14 +227,24 @@ fn load_tallies(
         };
         let rows: Vec<(i64, String, String, Vec<u8>)> = query.load(conn)?;
         for (agency, respondent_type, cell, data) in rows {
-            if let Some(prefix) = extra_cells
-                && cell != ALL_CELL
-                && !cell.starts_with(prefix)
-            {
+            // LIKE also matches `_` and `%` as wildcards: keep only the cells asked for.
+            if !wanted_cell(&cell) {
                 continue;
             }
             let tally = Tally::decode(layout, &data).map_err(|e| DbError::Corrupt(e.to_string()))?;
             result.entry(agency).or_default().rows.insert((respondent_type, cell), tally);
+        }
+    }
+    let asked: HashSet<i64> = agencies.iter().copied().collect();
+    for ((agency, respondent_type, cell), tally) in pending_deltas(conn, context)? {
+        if asked.contains(&agency) && wanted_cell(&cell) {
+            result
+                .entry(agency)
+                .or_default()
+                .rows
+                .entry((respondent_type, cell))
+                .or_insert_with(|| layout.empty())
+                .add(&tally);
         }
     }
     Ok(result)
@@ -389,8 +403,17 @@ fn level(
     (units, parent)
 }
 
-/// Builds a statistics report.
+/// Builds a statistics report, from one snapshot of the database.
 pub fn stats(
+    conn: &mut DbConnection,
+    cache: &CampaignCache,
+    campaign: &str,
+    request: &StatsRequest,
+) -> Result<StatsReport, ReportError> {
+    crate::db::read_snapshot(conn, |conn| stats_in_snapshot(conn, cache, campaign, request))
+}
+
+fn stats_in_snapshot(
     conn: &mut DbConnection,
     cache: &CampaignCache,
     campaign: &str,
@@ -457,7 +480,7 @@ pub fn stats(
     let side = Side {
         context: context.clone(),
         model: Model::new(&definition, &context.layout),
-        tallies: load_tallies(conn, campaign, &context.layout, &needed, extra.as_deref())?,
+        tallies: load_tallies(conn, &context, &needed, extra.as_deref())?,
         populations,
     };
     let min_n = u64::try_from(context.campaign.min_n).unwrap_or(0);
@@ -677,7 +700,7 @@ fn earlier_side(
         Weights::None => None,
     };
     let title = other_context.campaign.title.get("vi").to_owned();
-    let tallies = load_tallies(conn, other, &other_context.layout, &ids, extra)?;
+    let tallies = load_tallies(conn, &other_context, &ids, extra)?;
     let model = Model::new(&other_context.definition, &other_context.layout);
     Ok((Side { model, context: other_context, tallies, populations }, mapping, title))
 }

@@ -300,6 +300,7 @@ async fn tallies_agree_with_a_recount_after_a_mixed_workload() {
 
     // A tampered tally is found and named.
     let mut conn = app.database.connect();
+    wait_until_folded(&mut conn).await;
     use diesel::prelude::*;
     diesel::sql_query("UPDATE tallies SET respondents = respondents + 1 WHERE cell = '*' AND agency_id = (SELECT MIN(agency_id) FROM tallies)")
         .execute(&mut conn)
@@ -315,25 +316,79 @@ async fn tallies_changed_by_another_connection_are_read_again_before_the_next_wr
     let admin = app.open_campaign("other", "sipas-individual", &["VN"]).await;
     assert_eq!(app.post_response(&admin, None, &individual("other", "00070", 1)).await.status().as_u16(), 201);
     assert_eq!(app.post_response(&admin, None, &individual("other", "00070", 2)).await.status().as_u16(), 201);
+    let mut conn = app.database.connect();
+    wait_until_folded(&mut conn).await;
     // Another connection (another process, an operator's repair) rewrites the tallies meanwhile:
     // here it empties them, as if the campaign had been recounted from nothing.
-    let mut conn = app.database.connect();
     use diesel::prelude::*;
     diesel::sql_query("DELETE FROM tallies WHERE campaign_id = 'other'").execute(&mut conn).unwrap();
     assert_eq!(app.post_response(&admin, None, &individual("other", "00070", 3)).await.status().as_u16(), 201);
+    wait_until_folded(&mut conn).await;
     // The writer must have read the rows again (finding none), not added to what it wrote before.
-    #[derive(QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        respondents: i64,
-    }
     let root: Vec<Count> = diesel::sql_query(
-        "SELECT respondents FROM tallies WHERE campaign_id = 'other' AND cell = '*' \
+        "SELECT respondents AS n FROM tallies WHERE campaign_id = 'other' AND cell = '*' \
          AND agency_id = (SELECT id FROM agencies WHERE code = 'VN')",
     )
     .load(&mut conn)
     .unwrap();
-    assert_eq!(root.iter().map(|c| c.respondents).sum::<i64>(), 1, "only the response posted after the rewrite");
+    assert_eq!(root.iter().map(|c| c.n).sum::<i64>(), 1, "only the response posted after the rewrite");
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+fn pending(conn: &mut sipas::db::DbConnection) -> i64 {
+    use diesel::RunQueryDsl;
+    diesel::sql_query("SELECT COUNT(*) AS n FROM pending_tallies").get_result::<Count>(conn).unwrap().n
+}
+
+/// Waits (at most 10 s) until the writer has added every committed response to the tally rows.
+async fn wait_until_folded(conn: &mut sipas::db::DbConnection) {
+    for _ in 0..200 {
+        if pending(conn) == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("responses still pending after 10 s");
+}
+
+/// Responses are counted from their commit: while their tallies wait to be added (here for an
+/// hour), statistics and the campaign's count already include them, and `sipas tallies verify`
+/// agrees. Another instance starting on the database adds what is pending, and the first
+/// instance, finding its rows taken, does not add them twice.
+#[actix_web::test]
+async fn responses_count_before_their_tallies_are_written() {
+    let app = TestApp::spawn_with(|settings| settings.tally_fold_ms = 3_600_000).await;
+    let admin = app.open_campaign("lag", "sipas-individual", &["VN"]).await;
+    for seed in 1..=3 {
+        assert_eq!(app.post_response(&admin, None, &individual("lag", "00070", seed)).await.status().as_u16(), 201);
+    }
+    let mut conn = app.database.connect();
+    assert_eq!(pending(&mut conn), 3, "nothing added to the tally rows yet");
+    assert_eq!(counted(&app, &admin).await, (Some(3), Some(3)));
+    let verification = sipas::intake::verify::verify_campaign(&mut conn, "lag").unwrap();
+    assert_eq!((verification.responses, verification.differences.len()), (3, 0), "{:?}", verification.differences);
+
+    let second = TestApp::spawn_sharing(&app).await;
+    wait_until_folded(&mut conn).await;
+    assert_eq!(app.post_response(&admin, None, &individual("lag", "00070", 4)).await.status().as_u16(), 201);
+    assert_eq!(counted(&app, &admin).await, (Some(4), Some(4)));
+    assert_eq!(counted(&second, &admin).await, (Some(4), Some(4)));
+    let verification = sipas::intake::verify::verify_campaign(&mut conn, "lag").unwrap();
+    assert_eq!((verification.responses, verification.differences.len()), (4, 0), "{:?}", verification.differences);
+}
+
+/// Respondents in the campaign's national statistics and in its response count.
+async fn counted(app: &TestApp, key: &str) -> (Option<u64>, Option<u64>) {
+    let (status, stats) = app.get_json_with("/api/v1/campaigns/lag/stats", key).await;
+    assert_eq!(status, 200, "{stats}");
+    let (status, campaign) = app.get_json_with("/api/v1/campaigns/lag", key).await;
+    assert_eq!(status, 200, "{campaign}");
+    (stats["parent"]["n"].as_u64(), campaign["responses"].as_u64())
 }
 
 /// Bad inputs, each of which must get a 4xx and store nothing.

@@ -241,6 +241,10 @@ impl Application {
 /// The API routes under `/api/v1`, shared by the server and the OpenAPI document.
 fn api_routes(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
     config
+        // Partner systems post far more often than anything else is asked: their routes are
+        // matched first (routes with path parameters cost a pattern match each).
+        .service(responses::create)
+        .service(responses::batch)
         .service(keys::create)
         .service(keys::list)
         .service(keys::revoke)
@@ -257,8 +261,6 @@ fn api_routes(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(stats::export_responses)
         .service(stats::get_codebook)
         .service(stats::get_reliability)
-        .service(responses::batch)
-        .service(responses::create)
         .service(responses::detail)
         .service(surveys::list)
         .service(surveys::publish)

@@ -234,19 +234,40 @@ impl Refusal {
     }
 }
 
-/// Hash of a submission's content (not of its formatting), so that a retry with the same content
-/// matches.
+/// Hash of a submission's content (not of its formatting), without a batch item's `client_id`,
+/// so that a retry with the same content matches.
 pub fn request_hash(value: &Value) -> String {
-    // serde_json keeps object keys sorted (no `preserve_order`), so this is canonical.
-    let canonical = match value {
-        Value::Object(object) => {
-            let mut object = object.clone();
-            object.remove("client_id");
-            Value::Object(object).to_string()
+    /// An object serialised without its `client_id`, so that it need not be copied to drop it.
+    struct WithoutClientId<'a>(&'a Map<String, Value>);
+
+    impl serde::Serialize for WithoutClientId<'_> {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.collect_map(self.0.iter().filter(|(key, _)| key.as_str() != "client_id"))
         }
-        other => other.to_string(),
+    }
+
+    /// Feeds serialised JSON straight into the hash.
+    struct Hashing(Sha256);
+
+    impl std::io::Write for Hashing {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.update(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    let mut hashing = Hashing(Sha256::new());
+    // serde_json keeps object keys sorted (no `preserve_order`), so this is canonical. Writing to
+    // a hash cannot fail, and neither can serialising a JSON value.
+    let _infallible = match value {
+        Value::Object(object) => serde_json::to_writer(&mut hashing, &WithoutClientId(object)),
+        other => serde_json::to_writer(&mut hashing, other),
     };
-    hex::encode(Sha256::digest(canonical.as_bytes()))
+    hex::encode(hashing.0.finalize())
 }
 
 /// Keyed hash of a dossier identifier: the identifier itself is never stored.
@@ -364,4 +385,28 @@ pub fn prepare(
 /// Checks an `Idempotency-Key` value: 1–255 printable ASCII characters.
 pub fn valid_idempotency_key(key: &str) -> bool {
     !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY && key.chars().all(|c| c.is_ascii_graphic() || c == ' ')
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_request_hash_is_of_the_canonical_json_without_the_client_id() {
+        let item = json!({"campaign": "c", "agency": "01", "client_id": "a-1",
+            "answers": {"z": "Tốt \"x\"", "a": [1, 2], "m": {"k": null}}, "respondent_type": "individual"});
+        // The form hashes were first written in: the sorted, compact JSON of the item without its
+        // client_id. Stored idempotency records depend on it staying the same.
+        let mut without = item.as_object().unwrap().clone();
+        without.remove("client_id");
+        let expected = hex::encode(Sha256::digest(Value::Object(without).to_string().as_bytes()));
+        assert_eq!(request_hash(&item), expected);
+        let reordered = json!({"respondent_type": "individual", "client_id": "other",
+            "answers": {"m": {"k": null}, "a": [1, 2], "z": "Tốt \"x\""}, "agency": "01", "campaign": "c"});
+        assert_eq!(request_hash(&reordered), expected, "formatting and client_id do not count");
+        assert_ne!(request_hash(&json!({"campaign": "d"})), expected);
+        assert_eq!(request_hash(&json!([1])), hex::encode(Sha256::digest(b"[1]")));
+    }
 }

@@ -60,9 +60,19 @@ pub enum ItemOutcome {
 
 /// The stored record of a created response, also the body of its 201.
 pub fn created_record(id: &str, received_at: DateTime<Utc>) -> String {
-    // Written out rather than built as a JSON value: it is made for every response, and neither
-    // part needs escaping (a ULID and an RFC 3339 time).
-    format!(r#"{{"id":"{id}","received_at":"{}"}}"#, received_at.format("%Y-%m-%dT%H:%M:%S%.6fZ"))
+    use chrono::{Datelike, Timelike};
+    // Written out rather than built as a JSON value or through a strftime pattern: it is made for
+    // every response, and neither part needs escaping (a ULID and an RFC 3339 time).
+    format!(
+        r#"{{"id":"{id}","received_at":"{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z"}}"#,
+        received_at.year(),
+        received_at.month(),
+        received_at.day(),
+        received_at.hour(),
+        received_at.minute(),
+        received_at.second(),
+        received_at.timestamp_subsec_micros(),
+    )
 }
 
 /// The stored record of a dossier conflict.
@@ -610,6 +620,7 @@ fn write_items(conn: &mut DbConnection, items: &[&Prepared], one_by_one: bool) -
     let mut keys_in_group: HashMap<(&str, &str), (usize, &str)> = HashMap::new();
     let mut dossiers_in_group: HashSet<(&str, i64, &str)> = HashSet::new();
     let mut invitations_in_group: HashSet<String> = HashSet::new();
+    let mut earlier = stored_results(conn, items)?;
     for (index, item) in items.iter().enumerate() {
         if let Some(Idempotency { scope, key, request_hash }) = &item.idempotency {
             if let Some((first, hash)) = keys_in_group.get(&(scope.as_str(), key.as_str())) {
@@ -620,7 +631,7 @@ fn write_items(conn: &mut DbConnection, items: &[&Prepared], one_by_one: bool) -
                 });
                 continue;
             }
-            if let Some(outcome) = stored_result(conn, scope, key, request_hash)? {
+            if let Some(outcome) = earlier.remove(&(scope.as_str(), key.as_str())).map(|e| e.outcome(request_hash)) {
                 plans.push(Plan::Done(outcome));
                 continue;
             }
@@ -708,6 +719,59 @@ fn claim_invitation(conn: &mut DbConnection, id: &str, in_group: &mut HashSet<St
     Ok(claimed == 1)
 }
 
+/// The recorded result of an earlier request under an idempotency key.
+struct StoredResult {
+    request_hash: String,
+    status: i32,
+    record: String,
+}
+
+impl StoredResult {
+    /// What a request with this hash gets: the recorded result if it is the same request.
+    fn outcome(self, request_hash: &str) -> ItemOutcome {
+        if self.request_hash == request_hash {
+            ItemOutcome::Replayed { status: u16::try_from(self.status).unwrap_or(500), record: self.record }
+        } else {
+            ItemOutcome::KeyReused
+        }
+    }
+}
+
+/// The recorded results of earlier requests under the items' idempotency keys, read with one
+/// query per scope and thousand keys (a batch's thousand items share one scope).
+fn stored_results<'a>(
+    conn: &mut DbConnection,
+    items: &[&'a Prepared],
+) -> Result<HashMap<(&'a str, &'a str), StoredResult>, DbError> {
+    let mut by_scope: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for idempotency in items.iter().filter_map(|item| item.idempotency.as_ref()) {
+        by_scope.entry(&idempotency.scope).or_default().push(&idempotency.key);
+    }
+    let mut found = HashMap::new();
+    for (scope, keys) in by_scope {
+        for chunk in keys.chunks(INSERT_CHUNK) {
+            let asked: HashSet<&str> = chunk.iter().copied().collect();
+            let rows: Vec<(String, String, i32, String)> = idempotency_keys::table
+                .filter(idempotency_keys::scope.eq(scope))
+                .filter(idempotency_keys::idempotency_key.eq_any(chunk))
+                .select((
+                    idempotency_keys::idempotency_key,
+                    idempotency_keys::request_hash,
+                    idempotency_keys::status,
+                    idempotency_keys::body,
+                ))
+                .load(conn)?;
+            for (key, request_hash, status, record) in rows {
+                // The map borrows the items' own keys, not the rows'.
+                if let Some(item_key) = asked.get(key.as_str()) {
+                    found.insert((scope, *item_key), StoredResult { request_hash, status, record });
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// The recorded result of an earlier request with this key, if any.
 fn stored_result(
     conn: &mut DbConnection,
@@ -720,13 +784,7 @@ fn stored_result(
         .select((idempotency_keys::request_hash, idempotency_keys::status, idempotency_keys::body))
         .first(conn)
         .optional()?;
-    Ok(row.map(|(hash, status, record)| {
-        if hash == request_hash {
-            ItemOutcome::Replayed { status: u16::try_from(status).unwrap_or(500), record }
-        } else {
-            ItemOutcome::KeyReused
-        }
-    }))
+    Ok(row.map(|(hash, status, record)| StoredResult { request_hash: hash, status, record }.outcome(request_hash)))
 }
 
 fn dossier_rated(conn: &mut DbConnection, campaign: &str, agency_id: i64, hash: &str) -> Result<bool, DbError> {

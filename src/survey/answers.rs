@@ -174,7 +174,13 @@ fn check_one(question: &Question, raw: &Value) -> Result<Option<AnswerValue>, An
             let Value::String(text) = raw else {
                 return Err(problem(&question.id, "wrong_type", "must be a string"));
             };
-            let text: String = text.trim().nfc().collect();
+            let text = text.trim();
+            // Most answers are already composed (and plain ASCII always is): only the others are
+            // rebuilt.
+            let text: String = match unicode_normalization::is_nfc_quick(text.chars()) {
+                unicode_normalization::IsNormalized::Yes => text.to_owned(),
+                _ => text.nfc().collect(),
+            };
             let limit = question.max_length.map_or(DEFAULT_TEXT_LIMIT, |l| l as usize);
             let length = text.chars().count();
             if length > limit {
@@ -300,6 +306,9 @@ mod tests {
         assert_eq!(ok.get(index), Some(&AnswerValue::Choices(vec!["premises".into(), "time".into()])));
         let comment = definition.questions.iter().position(|q| q.id == "comment").unwrap();
         assert_eq!(ok.get(comment), Some(&AnswerValue::Text("Tốt".into())));
+        // Decomposed input (o, combining circumflex, combining acute) is stored composed.
+        let decomposed = check_answers(&definition, &json!({"comment": " To\u{302}\u{301}t "})).unwrap();
+        assert_eq!(decomposed.get(comment), Some(&AnswerValue::Text("T\u{1ed1}t".into())));
         let found = codes(check_answers(&definition, &json!({"expectation_priority": ["time", "time"]})));
         assert_eq!(found, [("answers.expectation_priority".to_owned(), "duplicate_choice")]);
         let found = codes(check_answers(&definition, &json!({"comment": "x".repeat(1001)})));

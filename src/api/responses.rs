@@ -84,6 +84,15 @@ pub struct StoredResponse {
 
 /// Reads a JSON body up to `limit` bytes: 415 when it is not JSON, 413 when too large.
 async fn read_json(request: &HttpRequest, payload: web::Payload, limit: usize) -> Result<Value, ApiError> {
+    parse_json(&read_json_body(request, payload, limit).await?)
+}
+
+/// The body of a JSON request, not yet parsed.
+async fn read_json_body(
+    request: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<actix_web::web::BytesMut, ApiError> {
     let media = super::media_type(request);
     if media != "application/json" && !(media.starts_with("application/") && media.ends_with("+json")) {
         return Err(ApiError::new(ErrorCode::UnsupportedMediaType, "send the body as application/json"));
@@ -92,7 +101,11 @@ async fn read_json(request: &HttpRequest, payload: web::Payload, limit: usize) -
     if body.is_empty() {
         return Err(ApiError::new(ErrorCode::MalformedBody, "the body is empty"));
     }
-    serde_json::from_slice(&body).map_err(|e| ApiError::new(ErrorCode::MalformedBody, format!("malformed JSON: {e}")))
+    Ok(body)
+}
+
+fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::new(ErrorCode::MalformedBody, format!("malformed JSON: {e}")))
 }
 
 fn problems_to_errors(problems: Vec<SubmissionProblem>) -> Vec<FieldError> {
@@ -174,9 +187,19 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let principal = poster(key)?;
     let idempotency = idempotency_key(&request)?;
-    let body = read_json(&request, payload, RESPONSE_BODY_LIMIT).await?;
-    let client_key = idempotency.map(|key| ClientKey { key, request_hash: intake::request_hash(&body) });
-    let submission = intake::parse_submission(body, &[]).map_err(|problems| {
+    let body = read_json_body(&request, payload, RESPONSE_BODY_LIMIT).await?;
+    // Without an idempotency key (whose hash needs the parsed value) the answers are read
+    // straight into question positions; a body that is no JSON object is read as a value, which
+    // says what is wrong.
+    let (submission, client_key) = match (idempotency, intake::parse_submission_json(&body)) {
+        (None, Some(submission)) => (submission, None),
+        (idempotency, _) => {
+            let body = parse_json(&body)?;
+            let client_key = idempotency.map(|key| ClientKey { key, request_hash: intake::request_hash(&body) });
+            (intake::parse_submission(body, &[]), client_key)
+        }
+    };
+    let submission = submission.map_err(|problems| {
         state.metrics.refused(Channel::Api, "invalid");
         invalid(problems)
     })?;

@@ -13,13 +13,14 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::auth::{Principal, Role};
 use crate::campaign::Channel;
 use crate::campaign::context::CampaignContext;
-use crate::survey::answers::check_answers;
+use crate::survey::answers::{check_answers, check_raw_answers};
 use tally::{Tally, response_cells, response_tally};
 
 /// Longest accepted idempotency key.
@@ -73,13 +74,34 @@ pub struct Submission {
     /// Language the respondent answered in.
     pub language: Option<String>,
     /// The answers object.
-    pub answers: Value,
+    pub answers: SubmittedAnswers,
     /// Administrative procedure code.
     pub service: Option<String>,
     /// Dossier identifier (stored only as a keyed hash).
     pub dossier: Option<String>,
     /// When the respondent finished.
     pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// A submission's answers as received.
+#[derive(Debug, Clone)]
+pub enum SubmittedAnswers {
+    /// A parsed JSON object.
+    Parsed(Value),
+    /// The JSON text of an object, read straight into question positions when checked
+    /// ([`crate::survey::answers::check_raw_answers`]): the API's single responses, where
+    /// building a JSON object of some fifty answers was a fifth of the request's work.
+    Raw(Box<RawValue>),
+}
+
+impl PartialEq for SubmittedAnswers {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Parsed(a), Self::Parsed(b)) => a == b,
+            (Self::Raw(a), Self::Raw(b)) => a.get() == b.get(),
+            _ => false,
+        }
+    }
 }
 
 const SUBMISSION_FIELDS: [&str; 8] =
@@ -92,6 +114,58 @@ pub fn parse_submission(value: Value, extra: &[&str]) -> Result<Submission, Vec<
     let Value::Object(mut object) = value else {
         return Err(vec![fault("", "wrong_type", "the body must be a JSON object")]);
     };
+    let answers = object.remove("answers").map(SubmittedAnswers::Parsed);
+    parse_fields(object, answers, extra)
+}
+
+/// Reads a submission from a request body, its answers kept as JSON text (see
+/// [`SubmittedAnswers::Raw`]). `None` when the body is not a well-formed JSON object: the caller
+/// then reads it as a value with [`parse_submission`], which says what is wrong.
+pub fn parse_submission_json(body: &[u8]) -> Option<Result<Submission, Vec<SubmissionProblem>>> {
+    let Envelope { fields, answers } = serde_json::from_slice(body).ok()?;
+    Some(parse_fields(fields, answers.map(SubmittedAnswers::Raw), &[]))
+}
+
+/// A request body's fields, its answers left as JSON text.
+struct Envelope {
+    fields: Map<String, Value>,
+    answers: Option<Box<RawValue>>,
+}
+
+impl<'de> serde::Deserialize<'de> for Envelope {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EnvelopeVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for EnvelopeVisitor {
+            type Value = Envelope;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Envelope, A::Error> {
+                let mut envelope = Envelope { fields: Map::new(), answers: None };
+                while let Some(key) = map.next_key::<String>()? {
+                    // A repeated key keeps its last value, as in a parsed object.
+                    if key == "answers" {
+                        envelope.answers = Some(map.next_value()?);
+                    } else {
+                        envelope.fields.insert(key, map.next_value()?);
+                    }
+                }
+                Ok(envelope)
+            }
+        }
+
+        deserializer.deserialize_map(EnvelopeVisitor)
+    }
+}
+
+fn parse_fields(
+    object: Map<String, Value>,
+    answers: Option<SubmittedAnswers>,
+    extra: &[&str],
+) -> Result<Submission, Vec<SubmissionProblem>> {
     let mut problems = Vec::new();
     for key in object.keys() {
         if !SUBMISSION_FIELDS.contains(&key.as_str()) && !extra.contains(&key.as_str()) {
@@ -137,15 +211,20 @@ pub fn parse_submission(value: Value, extra: &[&str]) -> Result<Submission, Vec<
                 None
             }
         });
-    let answers = match object.remove("answers") {
-        None | Some(Value::Null) => {
+    let answers = match answers {
+        None | Some(SubmittedAnswers::Parsed(Value::Null)) => {
             problems.push(fault("answers", "required", "this field is required"));
-            Value::Object(Map::new())
+            SubmittedAnswers::Parsed(Value::Object(Map::new()))
         }
-        Some(answers @ Value::Object(_)) => answers,
+        Some(SubmittedAnswers::Raw(raw)) if raw.get() == "null" => {
+            problems.push(fault("answers", "required", "this field is required"));
+            SubmittedAnswers::Parsed(Value::Object(Map::new()))
+        }
+        Some(answers @ SubmittedAnswers::Parsed(Value::Object(_))) => answers,
+        Some(SubmittedAnswers::Raw(raw)) if raw.get().starts_with('{') => SubmittedAnswers::Raw(raw),
         Some(_) => {
             problems.push(fault("answers", "wrong_type", "must be an object of question id → answer"));
-            Value::Object(Map::new())
+            SubmittedAnswers::Parsed(Value::Object(Map::new()))
         }
     };
     match (campaign, agency, respondent_type) {
@@ -334,7 +413,11 @@ pub fn prepare(
     if submission.completed_at.is_some_and(|at| at > now + chrono::Duration::minutes(10)) {
         problems.push(fault("completed_at", "in_future", "must not be in the future"));
     }
-    let answers = match check_answers(definition, &submission.answers) {
+    let checked = match &submission.answers {
+        SubmittedAnswers::Parsed(answers) => check_answers(definition, answers),
+        SubmittedAnswers::Raw(answers) => check_raw_answers(definition, &context.layout.positions, answers),
+    };
+    let answers = match checked {
         Ok(answers) => Some(answers),
         Err(answer_problems) => {
             problems.extend(answer_problems.into_iter().map(|p| SubmissionProblem {
@@ -392,6 +475,69 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    /// Reads a body both ways and checks its answers against `sipas-individual`: read as a
+    /// value, and read with its answers as JSON text.
+    fn both_ways(body: &str) -> (CheckedBody, CheckedBody) {
+        let definition = crate::survey::defaults::embedded_definitions()
+            .unwrap()
+            .into_iter()
+            .find(|d| d.id == "sipas-individual")
+            .unwrap();
+        let layout = tally::TallyLayout::new(&definition);
+        let check = |parsed: Result<Submission, Vec<SubmissionProblem>>| {
+            parsed.map(|submission| {
+                let answers = match &submission.answers {
+                    SubmittedAnswers::Parsed(value) => check_answers(&definition, value),
+                    SubmittedAnswers::Raw(raw) => check_raw_answers(&definition, &layout.positions, raw),
+                };
+                (submission.campaign, submission.agency, submission.language, answers)
+            })
+        };
+        let as_value = check(parse_submission(serde_json::from_str(body).unwrap(), &[]));
+        let as_text = check(parse_submission_json(body.as_bytes()).expect("a JSON object"));
+        (as_value, as_text)
+    }
+
+    type CheckedBody = Result<
+        (
+            String,
+            String,
+            Option<String>,
+            Result<crate::survey::answers::Answers, Vec<crate::survey::answers::AnswerProblem>>,
+        ),
+        Vec<SubmissionProblem>,
+    >;
+
+    #[test]
+    fn answers_read_as_text_are_checked_exactly_as_a_parsed_object() {
+        let envelope = |answers: &str| {
+            format!(r#"{{"campaign":"c","agency":"01","respondent_type":"individual","answers":{answers}}}"#)
+        };
+        let bodies = [
+            envelope(r#"{"s01": 5, "gender": "female", "age_band": "25_34", "e01": "much"}"#),
+            envelope(r#"{"s01": 5, "zz": 1, "aa": [1], "zz": 2, "s01": 4}"#),
+            envelope(r#"{"\u0073\u0030\u0031": 3, "p01": 9, "gender": 4}"#),
+            envelope(r#"{}"#),
+            envelope("null"),
+            envelope("[1, 2]"),
+            envelope(r#""text""#),
+            envelope(r#"{"s01": {"deep": [[[1]]]}}"#),
+            r#"{"campaign": 7, "agency": "01", "respondent_type": "robot", "colour": "red"}"#.to_owned(),
+            r#"{"campaign":"c","agency":"01","respondent_type":"individual","answers":{"s01":1},"answers":{"s01":2}}"#
+                .to_owned(),
+        ];
+        for body in &bodies {
+            let (as_value, as_text) = both_ways(body);
+            assert_eq!(as_value, as_text, "{body}");
+        }
+        let (checked, _) = both_ways(&bodies[1]);
+        let problems = checked.unwrap().3.unwrap_err();
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields[..2], ["answers.aa", "answers.zz"], "unknown keys sorted, once each");
+        assert!(parse_submission_json(b"[1, 2]").is_none(), "not an object: read as a value instead");
+        assert!(parse_submission_json(b"{\"campaign\": ").is_none());
+    }
 
     #[test]
     fn the_request_hash_is_of_the_canonical_json_without_the_client_id() {

@@ -26,6 +26,8 @@ pub struct TallyLayout {
     pub count_slots: usize,
     /// Measure ids: the index, then components, then elements.
     pub measures: Vec<String>,
+    /// Position of each question in the definition, by id (answers are read into positions).
+    pub positions: std::collections::HashMap<String, usize>,
     scoring: Scoring,
 }
 
@@ -120,6 +122,7 @@ impl TallyLayout {
             question_offsets: offsets,
             count_slots: next,
             measures: measure_ids(definition),
+            positions: definition.questions.iter().enumerate().map(|(i, q)| (q.id.clone(), i)).collect(),
             scoring: Scoring::new(definition),
         }
     }

@@ -2,8 +2,10 @@
 //! array aligned with the definition's questions (`[4,5,null,"kinh",["a","b"]]`), trailing
 //! unanswered questions dropped. A response names its (survey, version), so the alignment is fixed.
 
-use std::collections::HashSet;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use unicode_normalization::UnicodeNormalization;
 
@@ -58,21 +60,134 @@ fn problem(question: &str, code: &'static str, message: impl Into<String>) -> An
     AnswerProblem { field: format!("answers.{question}"), code, message: message.into() }
 }
 
-/// Checks an `answers` object against the definition, collecting every problem.
+/// Checks an answers object against a definition, listing every problem (at most
+/// [`MAX_LISTED_PROBLEMS`]).
 pub fn check_answers(definition: &SurveyDefinition, answers: &Value) -> Result<Answers, Vec<AnswerProblem>> {
     let Value::Object(object) = answers else {
-        return Err(vec![AnswerProblem {
-            field: "answers".to_owned(),
-            code: "wrong_type",
-            message: "must be an object of question id → answer".to_owned(),
-        }]);
+        return Err(vec![not_an_object()]);
     };
+    let slots: Vec<Option<&Value>> = definition.questions.iter().map(|q| object.get(&q.id)).collect();
+    let known = slots.iter().flatten().count();
+    // Looked for only when some key matched no question: names are compared one by one here.
+    let unknown: Vec<&str> = if known < object.len() {
+        object.keys().map(String::as_str).filter(|key| definition.question(key).is_none()).collect()
+    } else {
+        Vec::new()
+    };
+    check_slots(definition, &slots, &unknown)
+}
+
+/// Checks the raw JSON text of an answers object, read straight into question positions
+/// (`positions`: question id → index in the definition) without building a JSON object first.
+/// Same result as [`check_answers`] on the parsed object.
+pub fn check_raw_answers(
+    definition: &SurveyDefinition,
+    positions: &HashMap<String, usize>,
+    raw: &RawValue,
+) -> Result<Answers, Vec<AnswerProblem>> {
+    let mut slots = RawSlots { positions, values: vec![None; definition.questions.len()], unknown: Vec::new() };
+    let mut reader = serde_json::Deserializer::from_str(raw.get());
+    if let Err(error) = serde::de::DeserializeSeed::deserialize(&mut slots, &mut reader) {
+        return Err(vec![if raw.get().starts_with('{') {
+            AnswerProblem {
+                field: "answers".to_owned(),
+                code: "invalid",
+                message: format!("unreadable answers: {error}"),
+            }
+        } else {
+            not_an_object()
+        }]);
+    }
+    // In the order, and with the repetitions, a parsed object's keys would have.
+    slots.unknown.sort_unstable();
+    slots.unknown.dedup();
+    let unknown: Vec<&str> = slots.unknown.iter().map(|key| key.as_ref()).collect();
+    let values: Vec<Option<&Value>> = slots.values.iter().map(Option::as_ref).collect();
+    check_slots(definition, &values, &unknown)
+}
+
+fn not_an_object() -> AnswerProblem {
+    AnswerProblem {
+        field: "answers".to_owned(),
+        code: "wrong_type",
+        message: "must be an object of question id → answer".to_owned(),
+    }
+}
+
+/// The answers of an object, by question position, and the keys that name no question.
+struct RawSlots<'p, 'de> {
+    positions: &'p HashMap<String, usize>,
+    values: Vec<Option<Value>>,
+    unknown: Vec<Cow<'de, str>>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for &mut RawSlots<'_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for &mut RawSlots<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("an object of question id → answer")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            match self.positions.get(key.as_ref()) {
+                // A repeated key keeps its last value, as in a parsed object.
+                Some(&index) => self.values[index] = Some(map.next_value()?),
+                None => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    self.unknown.push(key);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An object key, borrowed from the input unless it holds escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("a question id")
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(self, key: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(key)))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(key.to_owned())))
+            }
+        }
+
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// Checks answers by question position (`None`: not given), `unknown` naming the keys that are
+/// no question of the definition.
+fn check_slots(
+    definition: &SurveyDefinition,
+    slots: &[Option<&Value>],
+    unknown: &[&str],
+) -> Result<Answers, Vec<AnswerProblem>> {
     let mut problems = Vec::new();
     let mut values = Vec::with_capacity(definition.questions.len());
-    let mut known = 0;
-    for question in &definition.questions {
-        let raw = object.get(&question.id);
-        known += usize::from(raw.is_some());
+    for (question, raw) in definition.questions.iter().zip(slots) {
         let value = match raw {
             None | Some(Value::Null) => None,
             Some(raw) => match check_one(question, raw) {
@@ -91,14 +206,11 @@ pub fn check_answers(definition: &SurveyDefinition, answers: &Value) -> Result<A
         }
         values.push(value);
     }
-    // Looked for only when some key matched no question: names are compared one by one here.
-    if known < object.len() {
-        let unknown = object
-            .keys()
-            .filter(|key| definition.question(key).is_none())
+    if !unknown.is_empty() {
+        let unknown = unknown
+            .iter()
             .map(|key| problem(key, "unknown_question", format!("survey `{}` has no question `{key}`", definition.id)));
-        let unknown: Vec<AnswerProblem> = unknown.collect();
-        problems.splice(0..0, unknown);
+        problems.splice(0..0, unknown.collect::<Vec<_>>());
     }
     if problems.is_empty() {
         Ok(Answers(values))

@@ -19,7 +19,7 @@ use crate::campaign::context::CampaignContext;
 use crate::db;
 use crate::error::{ApiError, ErrorCode, FieldError};
 use crate::intake::writer::{DOSSIER_CONFLICT_RECORD, ItemOutcome};
-use crate::intake::{self, ClientKey, Origin, Prepared, Refusal, SubmissionProblem};
+use crate::intake::{self, ClientKey, Origin, Prepared, RawSubmission, Refusal, SubmissionProblem};
 
 /// Largest single response body.
 pub const RESPONSE_BODY_LIMIT: usize = 64 * 1024;
@@ -83,10 +83,6 @@ pub struct StoredResponse {
 }
 
 /// Reads a JSON body up to `limit` bytes: 415 when it is not JSON, 413 when too large.
-async fn read_json(request: &HttpRequest, payload: web::Payload, limit: usize) -> Result<Value, ApiError> {
-    parse_json(&read_json_body(request, payload, limit).await?)
-}
-
 /// The body of a JSON request, not yet parsed.
 async fn read_json_body(
     request: &HttpRequest,
@@ -188,12 +184,13 @@ pub async fn create(
     let principal = poster(key)?;
     let idempotency = idempotency_key(&request)?;
     let body = read_json_body(&request, payload, RESPONSE_BODY_LIMIT).await?;
-    // Without an idempotency key (whose hash needs the parsed value) the answers are read
-    // straight into question positions; a body that is no JSON object is read as a value, which
-    // says what is wrong.
-    let (submission, client_key) = match (idempotency, intake::parse_submission_json(&body)) {
-        (None, Some(submission)) => (submission, None),
-        (idempotency, _) => {
+    // A body that is no JSON object is read as a value, which says what is wrong.
+    let (submission, client_key) = match RawSubmission::from_slice(&body) {
+        Some(raw) => {
+            let client_key = idempotency.map(|key| ClientKey { key, request_hash: raw.request_hash() });
+            (raw.parse(&[]), client_key)
+        }
+        None => {
             let body = parse_json(&body)?;
             let client_key = idempotency.map(|key| ClientKey { key, request_hash: intake::request_hash(&body) });
             (intake::parse_submission(body, &[]), client_key)
@@ -262,18 +259,12 @@ pub async fn batch(
 ) -> Result<web::Json<BatchResults>, ApiError> {
     let principal = poster(key)?;
     let max_items = state.settings.batch_max_items.max(1);
-    let mut body = read_json(&request, payload, max_items * BATCH_BYTES_PER_ITEM).await?;
-    let items = match body.get_mut("items").map(Value::take) {
-        Some(Value::Array(items)) => items,
-        _ => {
-            return Err(ApiError::new(ErrorCode::MalformedBody, "the body must be {\"items\": [...]}").with_errors(
-                vec![FieldError {
-                    field: "items".to_owned(),
-                    code: "required".to_owned(),
-                    message: "an array of responses".to_owned(),
-                }],
-            ));
-        }
+    let body = read_json_body(&request, payload, max_items * BATCH_BYTES_PER_ITEM).await?;
+    // Items are read without building JSON objects of their answers; a body that is not
+    // `{"items": [object, …]}` is read as a value, which says what is wrong.
+    let items = match intake::RawBatch::from_slice(&body) {
+        Some(batch) => batch.items.into_iter().map(BatchItem::Raw).collect(),
+        None => items_of(parse_json(&body)?)?,
     };
     if items.len() > max_items {
         return Err(ApiError::new(
@@ -284,7 +275,7 @@ pub async fn batch(
     let origin = Origin { channel: Channel::Api, principal: Some(principal) };
     let campaign_ids: Vec<String> = items
         .iter()
-        .filter_map(|item| item.get("campaign").and_then(Value::as_str).map(str::to_owned))
+        .filter_map(|item| item.field("campaign").and_then(Value::as_str).map(str::to_owned))
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -293,7 +284,7 @@ pub async fn batch(
     let mut results: Vec<BatchResult> = Vec::with_capacity(items.len());
     let mut to_write: Vec<(usize, Prepared)> = Vec::new();
     for (index, item) in items.into_iter().enumerate() {
-        let client_id = item.get("client_id").and_then(Value::as_str).map(str::to_owned);
+        let client_id = item.field("client_id").and_then(Value::as_str).map(str::to_owned);
         let refuse = |status: u16, problems: Vec<SubmissionProblem>| BatchResult {
             client_id: client_id.clone(),
             status,
@@ -312,8 +303,8 @@ pub async fn batch(
             ));
             continue;
         };
-        let client_key = ClientKey { key, request_hash: intake::request_hash(&item) };
-        let submission = match intake::parse_submission(item, &["client_id"]) {
+        let client_key = ClientKey { key, request_hash: item.request_hash() };
+        let submission = match item.parse() {
             Ok(submission) => submission,
             Err(problems) => {
                 state.metrics.refused(Channel::Api, "invalid");
@@ -385,6 +376,49 @@ pub async fn batch(
         }
     }
     Ok(web::Json(BatchResults { results }))
+}
+
+/// A batch item: read as text (see [`RawSubmission`]), or as a value when the body could not be.
+enum BatchItem {
+    Raw(RawSubmission),
+    Value(Value),
+}
+
+impl BatchItem {
+    fn field(&self, name: &str) -> Option<&Value> {
+        match self {
+            Self::Raw(raw) => raw.field(name),
+            Self::Value(value) => value.get(name),
+        }
+    }
+
+    fn request_hash(&self) -> String {
+        match self {
+            Self::Raw(raw) => raw.request_hash(),
+            Self::Value(value) => intake::request_hash(value),
+        }
+    }
+
+    fn parse(self) -> Result<intake::Submission, Vec<SubmissionProblem>> {
+        match self {
+            Self::Raw(raw) => raw.parse(&["client_id"]),
+            Self::Value(value) => intake::parse_submission(value, &["client_id"]),
+        }
+    }
+}
+
+/// The items of a batch body read as a value.
+fn items_of(mut body: Value) -> Result<Vec<BatchItem>, ApiError> {
+    match body.get_mut("items").map(Value::take) {
+        Some(Value::Array(items)) => Ok(items.into_iter().map(BatchItem::Value).collect()),
+        _ => Err(ApiError::new(ErrorCode::MalformedBody, "the body must be {\"items\": [...]}").with_errors(vec![
+            FieldError {
+                field: "items".to_owned(),
+                code: "required".to_owned(),
+                message: "an array of responses".to_owned(),
+            },
+        ])),
+    }
 }
 
 fn dossier_conflict_errors() -> Vec<FieldError> {

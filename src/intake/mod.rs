@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::auth::{Principal, Role};
 use crate::campaign::Channel;
 use crate::campaign::context::CampaignContext;
-use crate::survey::answers::{check_answers, check_raw_answers};
+use crate::survey::answers::{AnswerPairs, check_answers, check_pairs};
 use tally::{Tally, response_cells, response_tally};
 
 /// Longest accepted idempotency key.
@@ -84,24 +84,12 @@ pub struct Submission {
 }
 
 /// A submission's answers as received.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SubmittedAnswers {
-    /// A parsed JSON object.
+    /// A parsed JSON value (an object when well formed).
     Parsed(Value),
-    /// The JSON text of an object, read straight into question positions when checked
-    /// ([`crate::survey::answers::check_raw_answers`]): the API's single responses, where
-    /// building a JSON object of some fifty answers was a fifth of the request's work.
-    Raw(Box<RawValue>),
-}
-
-impl PartialEq for SubmittedAnswers {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (Self::Parsed(a), Self::Parsed(b)) => a == b,
-            (Self::Raw(a), Self::Raw(b)) => a.get() == b.get(),
-            _ => false,
-        }
-    }
+    /// An object read as sorted pairs ([`RawSubmission`]).
+    Pairs(AnswerPairs),
 }
 
 const SUBMISSION_FIELDS: [&str; 8] =
@@ -118,46 +106,120 @@ pub fn parse_submission(value: Value, extra: &[&str]) -> Result<Submission, Vec<
     parse_fields(object, answers, extra)
 }
 
-/// Reads a submission from a request body, its answers kept as JSON text (see
-/// [`SubmittedAnswers::Raw`]). `None` when the body is not a well-formed JSON object: the caller
-/// then reads it as a value with [`parse_submission`], which says what is wrong.
-pub fn parse_submission_json(body: &[u8]) -> Option<Result<Submission, Vec<SubmissionProblem>>> {
-    let Envelope { fields, answers } = serde_json::from_slice(body).ok()?;
-    Some(parse_fields(fields, answers.map(SubmittedAnswers::Raw), &[]))
-}
-
-/// A request body's fields, its answers left as JSON text.
-struct Envelope {
+/// A submission read from JSON text without building a JSON object of its answers: its other
+/// fields as a map, its answers as sorted pairs. It hashes and parses exactly as the same JSON
+/// read as a value ([`request_hash`], [`parse_submission`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawSubmission {
     fields: Map<String, Value>,
-    answers: Option<Box<RawValue>>,
+    answers: Option<SubmittedAnswers>,
 }
 
-impl<'de> serde::Deserialize<'de> for Envelope {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct EnvelopeVisitor;
+impl RawSubmission {
+    /// Reads a request body; `None` when it is not a well-formed JSON object (the caller then
+    /// reads it as a value, which says what is wrong).
+    pub fn from_slice(body: &[u8]) -> Option<Self> {
+        serde_json::from_slice(body).ok()
+    }
 
-        impl<'de> serde::de::Visitor<'de> for EnvelopeVisitor {
-            type Value = Envelope;
+    /// A field other than `answers`.
+    pub fn field(&self, name: &str) -> Option<&Value> {
+        self.fields.get(name)
+    }
+
+    /// Same as [`request_hash`] of the same JSON read as a value.
+    pub fn request_hash(&self) -> String {
+        /// The submission as one map, keys in order, without its `client_id`.
+        struct Canonical<'a>(&'a RawSubmission);
+
+        impl serde::Serialize for Canonical<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeMap;
+                let RawSubmission { fields, answers } = self.0;
+                let mut map = serializer.serialize_map(None)?;
+                let mut answers = answers.as_ref();
+                for (key, value) in fields.iter().filter(|(key, _)| key.as_str() != "client_id") {
+                    if key.as_str() > "answers"
+                        && let Some(pending) = answers.take()
+                    {
+                        map.serialize_entry("answers", pending)?;
+                    }
+                    map.serialize_entry(key, value)?;
+                }
+                if let Some(pending) = answers {
+                    map.serialize_entry("answers", pending)?;
+                }
+                map.end()
+            }
+        }
+
+        hash_json(&Canonical(self))
+    }
+
+    /// Reads its fields, listing every one at fault (`extra`: fields the caller handles itself).
+    pub fn parse(self, extra: &[&str]) -> Result<Submission, Vec<SubmissionProblem>> {
+        parse_fields(self.fields, self.answers, extra)
+    }
+}
+
+impl serde::Serialize for SubmittedAnswers {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Parsed(value) => value.serialize(serializer),
+            Self::Pairs(pairs) => pairs.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RawSubmission {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RawVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for RawVisitor {
+            type Value = RawSubmission;
 
             fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 formatter.write_str("a JSON object")
             }
 
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Envelope, A::Error> {
-                let mut envelope = Envelope { fields: Map::new(), answers: None };
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawSubmission, A::Error> {
+                use serde::de::Error;
+                let mut submission = RawSubmission { fields: Map::new(), answers: None };
                 while let Some(key) = map.next_key::<String>()? {
                     // A repeated key keeps its last value, as in a parsed object.
                     if key == "answers" {
-                        envelope.answers = Some(map.next_value()?);
+                        // Its text first, to tell an object (read as pairs) from anything else.
+                        let raw: Box<RawValue> = map.next_value()?;
+                        let answers = if raw.get().starts_with('{') {
+                            SubmittedAnswers::Pairs(serde_json::from_str(raw.get()).map_err(A::Error::custom)?)
+                        } else {
+                            SubmittedAnswers::Parsed(serde_json::from_str(raw.get()).map_err(A::Error::custom)?)
+                        };
+                        submission.answers = Some(answers);
                     } else {
-                        envelope.fields.insert(key, map.next_value()?);
+                        submission.fields.insert(key, map.next_value()?);
                     }
                 }
-                Ok(envelope)
+                Ok(submission)
             }
         }
 
-        deserializer.deserialize_map(EnvelopeVisitor)
+        deserializer.deserialize_map(RawVisitor)
+    }
+}
+
+/// A batch body read without building JSON objects of its items' answers.
+#[derive(Debug, serde::Deserialize)]
+pub struct RawBatch {
+    /// The items.
+    pub items: Vec<RawSubmission>,
+}
+
+impl RawBatch {
+    /// Reads a batch body; `None` when it is not `{"items": [object, …]}` of well-formed JSON
+    /// (the caller then reads it as a value, which says what is wrong).
+    pub fn from_slice(body: &[u8]) -> Option<Self> {
+        serde_json::from_slice(body).ok()
     }
 }
 
@@ -216,12 +278,7 @@ fn parse_fields(
             problems.push(fault("answers", "required", "this field is required"));
             SubmittedAnswers::Parsed(Value::Object(Map::new()))
         }
-        Some(SubmittedAnswers::Raw(raw)) if raw.get() == "null" => {
-            problems.push(fault("answers", "required", "this field is required"));
-            SubmittedAnswers::Parsed(Value::Object(Map::new()))
-        }
-        Some(answers @ SubmittedAnswers::Parsed(Value::Object(_))) => answers,
-        Some(SubmittedAnswers::Raw(raw)) if raw.get().starts_with('{') => SubmittedAnswers::Raw(raw),
+        Some(answers @ (SubmittedAnswers::Parsed(Value::Object(_)) | SubmittedAnswers::Pairs(_))) => answers,
         Some(_) => {
             problems.push(fault("answers", "wrong_type", "must be an object of question id → answer"));
             SubmittedAnswers::Parsed(Value::Object(Map::new()))
@@ -325,6 +382,15 @@ pub fn request_hash(value: &Value) -> String {
         }
     }
 
+    // serde_json keeps object keys sorted (no `preserve_order`), so this is canonical.
+    match value {
+        Value::Object(object) => hash_json(&WithoutClientId(object)),
+        other => hash_json(other),
+    }
+}
+
+/// SHA-256 of the compact JSON of `value`, in hex.
+fn hash_json(value: &impl serde::Serialize) -> String {
     /// Feeds serialised JSON straight into the hash.
     struct Hashing(Sha256);
 
@@ -340,12 +406,8 @@ pub fn request_hash(value: &Value) -> String {
     }
 
     let mut hashing = Hashing(Sha256::new());
-    // serde_json keeps object keys sorted (no `preserve_order`), so this is canonical. Writing to
-    // a hash cannot fail, and neither can serialising a JSON value.
-    let _infallible = match value {
-        Value::Object(object) => serde_json::to_writer(&mut hashing, &WithoutClientId(object)),
-        other => serde_json::to_writer(&mut hashing, other),
-    };
+    // Writing to a hash cannot fail, and neither can serialising JSON values.
+    let _infallible = serde_json::to_writer(&mut hashing, value);
     hex::encode(hashing.0.finalize())
 }
 
@@ -415,7 +477,7 @@ pub fn prepare(
     }
     let checked = match &submission.answers {
         SubmittedAnswers::Parsed(answers) => check_answers(definition, answers),
-        SubmittedAnswers::Raw(answers) => check_raw_answers(definition, &context.layout.positions, answers),
+        SubmittedAnswers::Pairs(answers) => check_pairs(definition, &context.layout.positions, answers),
     };
     let answers = match checked {
         Ok(answers) => Some(answers),
@@ -489,13 +551,16 @@ mod tests {
             parsed.map(|submission| {
                 let answers = match &submission.answers {
                     SubmittedAnswers::Parsed(value) => check_answers(&definition, value),
-                    SubmittedAnswers::Raw(raw) => check_raw_answers(&definition, &layout.positions, raw),
+                    SubmittedAnswers::Pairs(pairs) => check_pairs(&definition, &layout.positions, pairs),
                 };
                 (submission.campaign, submission.agency, submission.language, answers)
             })
         };
-        let as_value = check(parse_submission(serde_json::from_str(body).unwrap(), &[]));
-        let as_text = check(parse_submission_json(body.as_bytes()).expect("a JSON object"));
+        let value: Value = serde_json::from_str(body).unwrap();
+        let raw = RawSubmission::from_slice(body.as_bytes()).expect("a JSON object");
+        assert_eq!(request_hash(&value), raw.request_hash(), "{body}");
+        let as_value = check(parse_submission(value, &[]));
+        let as_text = check(raw.parse(&[]));
         (as_value, as_text)
     }
 
@@ -510,7 +575,7 @@ mod tests {
     >;
 
     #[test]
-    fn answers_read_as_text_are_checked_exactly_as_a_parsed_object() {
+    fn submissions_read_as_text_hash_and_check_exactly_as_parsed_values() {
         let envelope = |answers: &str| {
             format!(r#"{{"campaign":"c","agency":"01","respondent_type":"individual","answers":{answers}}}"#)
         };
@@ -523,6 +588,10 @@ mod tests {
             envelope("[1, 2]"),
             envelope(r#""text""#),
             envelope(r#"{"s01": {"deep": [[[1]]]}}"#),
+            r#"{"agency":"01","zeta":[1,{"b":1,"a":2}],"answers":{"s01":1},"campaign":"c","client_id":"k","respondent_type":"individual"}"#.to_owned(),
+            r#"{"b":1,"answers":{"s01":2},"a":0}"#.to_owned(),
+            r#"{"z":1,"answers":null}"#.to_owned(),
+            r#"{"answers":"x","a":1}"#.to_owned(),
             r#"{"campaign": 7, "agency": "01", "respondent_type": "robot", "colour": "red"}"#.to_owned(),
             r#"{"campaign":"c","agency":"01","respondent_type":"individual","answers":{"s01":1},"answers":{"s01":2}}"#
                 .to_owned(),
@@ -535,8 +604,17 @@ mod tests {
         let problems = checked.unwrap().3.unwrap_err();
         let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
         assert_eq!(fields[..2], ["answers.aa", "answers.zz"], "unknown keys sorted, once each");
-        assert!(parse_submission_json(b"[1, 2]").is_none(), "not an object: read as a value instead");
-        assert!(parse_submission_json(b"{\"campaign\": ").is_none());
+        assert!(RawSubmission::from_slice(b"[1, 2]").is_none(), "not an object: read as a value instead");
+        assert!(RawSubmission::from_slice(b"{\"campaign\": ").is_none());
+        let deep = format!(r#"{{"answers": {{"s01": {}{}}}}}"#, "[".repeat(5_000), "]".repeat(5_000));
+        assert!(serde_json::from_str::<Value>(&deep).is_err());
+        assert!(RawSubmission::from_slice(deep.as_bytes()).is_none(), "too deep for a value, too deep here");
+        let batch =
+            RawBatch::from_slice(format!(r#"{{"note": 1, "items": [{}, {}]}}"#, bodies[0], bodies[1]).as_bytes());
+        assert_eq!(batch.map(|b| b.items.len()), Some(2));
+        for refused in [r#"{"items": [1]}"#, r#"{"items": {}}"#, "{}", "[]"] {
+            assert!(RawBatch::from_slice(refused.as_bytes()).is_none(), "{refused}: read as a value instead");
+        }
     }
 
     #[test]

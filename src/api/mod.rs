@@ -193,7 +193,9 @@ pub async fn read_body(
     if declared.is_some_and(|length| length > limit) {
         return Err(too_large());
     }
-    let mut body = actix_web::web::BytesMut::new();
+    // Room for the declared length (already known to be within the limit), so that a large
+    // batch is not copied again each time the buffer fills.
+    let mut body = actix_web::web::BytesMut::with_capacity(declared.unwrap_or(0));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(payload_error)?;
         if body.len() + chunk.len() > limit {

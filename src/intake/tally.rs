@@ -26,8 +26,9 @@ pub struct TallyLayout {
     pub count_slots: usize,
     /// Measure ids: the index, then components, then elements.
     pub measures: Vec<String>,
-    /// Position of each question in the definition, by id (answers are read into positions).
-    pub positions: std::collections::HashMap<String, usize>,
+    /// Position of each question in the definition, by id (answers are read into positions; a
+    /// fast hasher, since every answer of every response is looked up here).
+    pub positions: foldhash::HashMap<String, usize>,
     scoring: Scoring,
 }
 

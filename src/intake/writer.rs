@@ -7,7 +7,8 @@
 //! The tallies of committed responses are added to the tally rows later and many at once (see
 //! [`super::pending`]): at most `fold_after` after their commit, when 2,000 wait, and when the
 //! writer stops. A tally row is about 3 KB and a response touches some thirty of them; written in
-//! every group they were most of a small group's pages and time.
+//! every group they were most of a small group's pages and time. A large group (a batch) writes
+//! its tallies itself: few rows beside its responses.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -199,13 +200,10 @@ fn run(pool: Pool, receiver: Receiver<Job>, metrics: &Metrics, fold_after: Durat
         }
         let items: Vec<&Prepared> = jobs.iter().flat_map(|job| job.items.iter()).collect();
         let started = Instant::now();
-        let result = write_group(&pool, &mut held, &items);
+        let result = write_group(&pool, &mut held, &mut cache, &items);
         metrics.observe_group(items.len(), started.elapsed().as_secs_f64());
-        let mut outcomes = match result {
-            Ok(outcomes) => {
-                unfolded.add(&items, &outcomes);
-                outcomes.into_iter()
-            }
+        let (mut outcomes, pending) = match result {
+            Ok((outcomes, pending)) => (outcomes.into_iter(), pending),
             Err(error) => {
                 if matches!(error, DbError::Unavailable(_)) {
                     tracing::error!(
@@ -225,6 +223,11 @@ fn run(pool: Pool, receiver: Receiver<Job>, metrics: &Metrics, fold_after: Durat
         };
         for job in jobs {
             let mine: Vec<ItemOutcome> = outcomes.by_ref().take(job.items.len()).collect();
+            if pending {
+                for (item, outcome) in job.items.into_iter().zip(&mine) {
+                    unfolded.add(item, outcome);
+                }
+            }
             let _receiver_gone = job.reply.send(Ok(mine));
         }
         if unfolded.ids.len() >= FOLD_AT || unfolded.since.is_some_and(|since| since.elapsed() >= fold_after) {
@@ -262,11 +265,7 @@ fn is_race(error: &DbError) -> bool {
 pub fn write_now(conn: &mut DbConnection, items: &[&Prepared]) -> Result<Vec<ItemOutcome>, DbError> {
     db::write_transaction(conn, |conn| {
         let outcomes = write_items(conn, items, false)?;
-        let mut created = Unfolded::default();
-        created.add(items, &outcomes);
-        let mut cache = TallyCache::default();
-        cache.check(conn)?;
-        created.apply(conn, &mut cache)?;
+        apply_now(conn, items, &outcomes, &mut TallyCache::default())?;
         Ok(outcomes)
     })
 }
@@ -293,16 +292,30 @@ fn on_connection<T>(
 }
 
 /// Writes a group: its responses, idempotency records and one pending row per created response.
+/// A group of at least this many submissions writes its tallies itself instead of pending rows:
+/// its tally rows are few beside its responses (a thousand responses of one agency touch some
+/// thirty), while a pending row each would be a thousand rows written and deleted.
+const TALLIES_IN_GROUP_AT: usize = 256;
+
+/// Writes a group: its responses, idempotency records, and one pending row per created response
+/// (or, for a large group, its tallies). Returns what became of each item and whether the
+/// created ones are pending.
 fn write_group(
     pool: &Pool,
     held: &mut Option<db::PooledConnection>,
+    cache: &mut TallyCache,
     items: &[&Prepared],
-) -> Result<Vec<ItemOutcome>, DbError> {
-    on_connection(pool, held, |conn| {
-        let write = |conn: &mut DbConnection, one_by_one: bool| {
+) -> Result<(Vec<ItemOutcome>, bool), DbError> {
+    let pending = items.len() < TALLIES_IN_GROUP_AT;
+    let result = on_connection(pool, held, |conn| {
+        let mut write = |conn: &mut DbConnection, one_by_one: bool| {
             db::write_transaction(conn, |conn| {
                 let outcomes = write_items(conn, items, one_by_one)?;
-                insert_pending(conn, items, &outcomes)?;
+                if pending {
+                    insert_pending(conn, items, &outcomes)?;
+                } else {
+                    apply_now(conn, items, &outcomes, cache)?;
+                }
                 Ok(outcomes)
             })
         };
@@ -313,7 +326,65 @@ fn write_group(
             }
             other => other,
         }
-    })
+    });
+    match &result {
+        Ok(_) if !pending => cache.commit(),
+        Ok(_) => {}
+        // What was merged may not have been stored: start afresh.
+        Err(_) => cache.clear(),
+    }
+    result.map(|outcomes| (outcomes, pending))
+}
+
+/// Adds the created items' tallies to their rows in the caller's transaction. Responses alike
+/// (campaign, agency, respondent type, cells) are summed first, so that spreading over ancestors
+/// and cells is done once per such combination.
+fn apply_now(
+    conn: &mut DbConnection,
+    items: &[&Prepared],
+    outcomes: &[ItemOutcome],
+    cache: &mut TallyCache,
+) -> Result<(), DbError> {
+    type Combination<'a> = (&'a str, i64, &'a str, &'a [String]);
+    let mut combinations: HashMap<Combination<'_>, (&Prepared, Tally)> = HashMap::new();
+    for (item, outcome) in items.iter().zip(outcomes) {
+        if !matches!(outcome, ItemOutcome::Created { .. }) {
+            continue;
+        }
+        let key = (item.context.campaign.id.as_str(), item.agency_id, item.respondent_type.as_str(), &item.cells[..]);
+        match combinations.entry(key) {
+            std::collections::hash_map::Entry::Occupied(mut summed) => summed.get_mut().1.add(&item.tally),
+            std::collections::hash_map::Entry::Vacant(first) => {
+                first.insert((item, item.tally.clone()));
+            }
+        }
+    }
+    cache.check(conn)?;
+    spread_and_apply(
+        conn,
+        cache,
+        combinations.into_iter().map(|((campaign, _, respondent_type, cells), (item, tally))| {
+            (campaign, &item.context.layout, &item.path[..], respondent_type, cells, tally)
+        }),
+    )
+}
+
+/// Spreads summed tallies (campaign, layout, agency path, respondent type, cells, tally) over
+/// every agency of their paths and every cell, and adds them to the tally rows.
+fn spread_and_apply<'a, T: std::borrow::Borrow<Tally>>(
+    conn: &mut DbConnection,
+    cache: &mut TallyCache,
+    combinations: impl Iterator<Item = (&'a str, &'a TallyLayout, &'a [i64], &'a str, &'a [String], T)>,
+) -> Result<(), DbError> {
+    let mut by_campaign: BTreeMap<&str, (&TallyLayout, TallyDeltas)> = BTreeMap::new();
+    for (campaign, layout, path, respondent_type, cells, tally) in combinations {
+        let (_, deltas) = by_campaign.entry(campaign).or_insert_with(|| (layout, TallyDeltas::new()));
+        add_response(deltas, layout, path, respondent_type, cells, tally.borrow());
+    }
+    for (campaign, (layout, deltas)) in by_campaign {
+        apply_campaign_tallies(conn, campaign, layout, deltas, cache)?;
+    }
+    Ok(())
 }
 
 /// Lists the created responses in `pending_tallies`, in the transaction that stores them.
@@ -367,34 +438,33 @@ struct Unfolded {
 }
 
 impl Unfolded {
-    fn add(&mut self, items: &[&Prepared], outcomes: &[ItemOutcome]) {
-        for (item, outcome) in items.iter().zip(outcomes) {
-            let ItemOutcome::Created { id, .. } = outcome else { continue };
-            self.ids.push(id.clone());
-            let (_, combinations) = self
-                .campaigns
-                .entry(item.context.campaign.id.clone())
-                .or_insert_with(|| (item.context.clone(), HashMap::new()));
-            match combinations.entry((item.agency_id, item.respondent_type.clone(), item.cells.clone())) {
-                std::collections::hash_map::Entry::Occupied(mut summed) => summed.get_mut().1.add(&item.tally),
-                std::collections::hash_map::Entry::Vacant(first) => {
-                    first.insert((item.path.clone(), item.tally.clone()));
-                }
-            }
-            self.since.get_or_insert_with(Instant::now);
+    /// Takes a written item (moved, not copied: this runs for every response) if it was created.
+    fn add(&mut self, item: Prepared, outcome: &ItemOutcome) {
+        let ItemOutcome::Created { id, .. } = outcome else { return };
+        self.ids.push(id.clone());
+        let Prepared { context, agency_id, respondent_type, cells, path, tally, .. } = item;
+        let campaign = context.campaign.id.as_str();
+        if !self.campaigns.contains_key(campaign) {
+            self.campaigns.insert(campaign.to_owned(), (context.clone(), HashMap::new()));
         }
+        let Some((_, combinations)) = self.campaigns.get_mut(campaign) else { return };
+        match combinations.entry((agency_id, respondent_type, cells)) {
+            std::collections::hash_map::Entry::Occupied(mut summed) => summed.get_mut().1.add(&tally),
+            std::collections::hash_map::Entry::Vacant(first) => {
+                first.insert((path, tally));
+            }
+        }
+        self.since.get_or_insert_with(Instant::now);
     }
 
     /// Adds the summed tallies to their rows (and every ancestor's), in the caller's transaction.
     fn apply(&self, conn: &mut DbConnection, cache: &mut TallyCache) -> Result<(), DbError> {
-        for (campaign, (context, combinations)) in &self.campaigns {
-            let mut deltas = TallyDeltas::new();
-            for ((_, respondent_type, cells), (path, tally)) in combinations {
-                add_response(&mut deltas, &context.layout, path, respondent_type, cells, tally);
-            }
-            apply_campaign_tallies(conn, campaign, &context.layout, deltas, cache)?;
-        }
-        Ok(())
+        let combinations = self.campaigns.iter().flat_map(|(campaign, (context, combinations))| {
+            combinations.iter().map(move |((_, respondent_type, cells), (path, tally))| {
+                (campaign.as_str(), &context.layout, &path[..], respondent_type.as_str(), &cells[..], tally)
+            })
+        });
+        spread_and_apply(conn, cache, combinations)
     }
 }
 

@@ -2,7 +2,7 @@
 //! array aligned with the definition's questions (`[4,5,null,"kinh",["a","b"]]`), trailing
 //! unanswered questions dropped. A response names its (survey, version), so the alignment is fixed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use serde_json::{Map, Value};
 use unicode_normalization::UnicodeNormalization;
@@ -141,7 +141,7 @@ impl serde::Serialize for AnswerPairs {
 /// Same result as [`check_answers`] on the object they stand for.
 pub fn check_pairs(
     definition: &SurveyDefinition,
-    positions: &HashMap<String, usize>,
+    positions: &foldhash::HashMap<String, usize>,
     answers: &AnswerPairs,
 ) -> Result<Answers, Vec<AnswerProblem>> {
     let mut slots: Vec<Option<&Value>> = vec![None; definition.questions.len()];

@@ -382,6 +382,33 @@ async fn responses_count_before_their_tallies_are_written() {
     assert_eq!((verification.responses, verification.differences.len()), (4, 0), "{:?}", verification.differences);
 }
 
+/// A large group (here one batch of 300) writes its tallies in its own transaction: nothing is
+/// left pending, and the tallies equal a recount.
+#[actix_web::test]
+async fn a_large_batch_writes_its_tallies_with_its_responses() {
+    let app = TestApp::spawn_with(|settings| settings.tally_fold_ms = 3_600_000).await;
+    let admin = app.open_campaign("lag", "sipas-individual", &["VN"]).await;
+    let agencies = ["00070", "00073", "01", "79"];
+    let items: Vec<Value> = (0..300u64)
+        .map(|seed| {
+            let mut item = individual("lag", agencies[seed as usize % agencies.len()], seed);
+            item["client_id"] = Value::from(format!("big-{seed}"));
+            item
+        })
+        .collect();
+    let (status, body) = json_of(
+        app.post("/api/v1/responses/batch").bearer_auth(&admin).json(&json!({"items": items})).send().await.unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["results"].as_array().unwrap().iter().all(|r| r["status"] == 201), "{body}");
+    let mut conn = app.database.connect();
+    assert_eq!(pending(&mut conn), 0, "nothing pending");
+    assert_eq!(counted(&app, &admin).await, (Some(300), Some(300)));
+    let verification = sipas::intake::verify::verify_campaign(&mut conn, "lag").unwrap();
+    assert_eq!((verification.responses, verification.differences.len()), (300, 0), "{:?}", verification.differences);
+}
+
 /// Respondents in the campaign's national statistics and in its response count.
 async fn counted(app: &TestApp, key: &str) -> (Option<u64>, Option<u64>) {
     let (status, stats) = app.get_json_with("/api/v1/campaigns/lag/stats", key).await;

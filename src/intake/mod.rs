@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -183,19 +182,11 @@ impl<'de> serde::Deserialize<'de> for RawSubmission {
             }
 
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawSubmission, A::Error> {
-                use serde::de::Error;
                 let mut submission = RawSubmission { fields: Map::new(), answers: None };
                 while let Some(key) = map.next_key::<String>()? {
                     // A repeated key keeps its last value, as in a parsed object.
                     if key == "answers" {
-                        // Its text first, to tell an object (read as pairs) from anything else.
-                        let raw: Box<RawValue> = map.next_value()?;
-                        let answers = if raw.get().starts_with('{') {
-                            SubmittedAnswers::Pairs(serde_json::from_str(raw.get()).map_err(A::Error::custom)?)
-                        } else {
-                            SubmittedAnswers::Parsed(serde_json::from_str(raw.get()).map_err(A::Error::custom)?)
-                        };
-                        submission.answers = Some(answers);
+                        submission.answers = Some(map.next_value()?);
                     } else {
                         submission.fields.insert(key, map.next_value()?);
                     }
@@ -205,6 +196,63 @@ impl<'de> serde::Deserialize<'de> for RawSubmission {
         }
 
         deserializer.deserialize_map(RawVisitor)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SubmittedAnswers {
+    /// An object as [`AnswerPairs`]; anything else as the value it is (to be refused).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct AnswersVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for AnswersVisitor {
+            type Value = SubmittedAnswers;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("any JSON value")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<SubmittedAnswers, A::Error> {
+                AnswerPairs::from_map(map).map(SubmittedAnswers::Pairs)
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<SubmittedAnswers, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<Value>()? {
+                    items.push(item);
+                }
+                Ok(SubmittedAnswers::Parsed(Value::Array(items)))
+            }
+
+            fn visit_bool<E>(self, value: bool) -> Result<SubmittedAnswers, E> {
+                Ok(SubmittedAnswers::Parsed(Value::Bool(value)))
+            }
+
+            fn visit_i64<E>(self, value: i64) -> Result<SubmittedAnswers, E> {
+                Ok(SubmittedAnswers::Parsed(Value::from(value)))
+            }
+
+            fn visit_u64<E>(self, value: u64) -> Result<SubmittedAnswers, E> {
+                Ok(SubmittedAnswers::Parsed(Value::from(value)))
+            }
+
+            fn visit_f64<E>(self, value: f64) -> Result<SubmittedAnswers, E> {
+                Ok(SubmittedAnswers::Parsed(Value::from(value)))
+            }
+
+            fn visit_str<E>(self, value: &str) -> Result<SubmittedAnswers, E> {
+                Ok(SubmittedAnswers::Parsed(Value::from(value)))
+            }
+
+            fn visit_string<E>(self, value: String) -> Result<SubmittedAnswers, E> {
+                Ok(SubmittedAnswers::Parsed(Value::String(value)))
+            }
+
+            fn visit_unit<E>(self) -> Result<SubmittedAnswers, E> {
+                Ok(SubmittedAnswers::Parsed(Value::Null))
+            }
+        }
+
+        deserializer.deserialize_any(AnswersVisitor)
     }
 }
 
@@ -539,7 +587,7 @@ mod tests {
     use super::*;
 
     /// Reads a body both ways and checks its answers against `sipas-individual`: read as a
-    /// value, and read with its answers as JSON text.
+    /// value, and read as a [`RawSubmission`].
     fn both_ways(body: &str) -> (CheckedBody, CheckedBody) {
         let definition = crate::survey::defaults::embedded_definitions()
             .unwrap()
@@ -587,6 +635,10 @@ mod tests {
             envelope("null"),
             envelope("[1, 2]"),
             envelope(r#""text""#),
+            envelope("3.5"),
+            envelope("-2"),
+            envelope("18446744073709551615"),
+            envelope("true"),
             envelope(r#"{"s01": {"deep": [[[1]]]}}"#),
             r#"{"agency":"01","zeta":[1,{"b":1,"a":2}],"answers":{"s01":1},"campaign":"c","client_id":"k","respondent_type":"individual"}"#.to_owned(),
             r#"{"b":1,"answers":{"s01":2},"a":0}"#.to_owned(),

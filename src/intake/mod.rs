@@ -87,7 +87,7 @@ pub struct Submission {
 pub enum SubmittedAnswers {
     /// A parsed JSON value (an object when well formed).
     Parsed(Value),
-    /// An object read as sorted pairs ([`RawSubmission`]).
+    /// An object read as (id, answer) pairs in the order given ([`RawSubmission`]).
     Pairs(AnswerPairs),
 }
 
@@ -106,8 +106,8 @@ pub fn parse_submission(value: Value, extra: &[&str]) -> Result<Submission, Vec<
 }
 
 /// A submission read from JSON text without building a JSON object of its answers: its other
-/// fields as a map, its answers as sorted pairs. It hashes and parses exactly as the same JSON
-/// read as a value ([`request_hash`], [`parse_submission`]).
+/// fields as a map, its answers as (id, answer) pairs. It hashes and parses exactly as the same
+/// JSON read as a value ([`request_hash`], [`parse_submission`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawSubmission {
     fields: Map<String, Value>,

@@ -184,17 +184,17 @@ pub async fn create(
     let principal = poster(key)?;
     let idempotency = idempotency_key(&request)?;
     let body = read_json_body(&request, payload, RESPONSE_BODY_LIMIT).await?;
-    // A body that is no JSON object is read as a value, which says what is wrong.
-    let (submission, client_key) = match RawSubmission::from_slice(&body) {
-        Some(raw) => {
+    // A body that is no well-formed JSON object is read as a value, which says what is wrong.
+    let read = match RawSubmission::from_slice(&body) {
+        Some(raw) => Ok(raw),
+        None => RawSubmission::from_value(parse_json(&body)?),
+    };
+    let (submission, client_key) = match read {
+        Ok(raw) => {
             let client_key = idempotency.map(|key| ClientKey { key, request_hash: raw.request_hash() });
             (raw.parse(&[]), client_key)
         }
-        None => {
-            let body = parse_json(&body)?;
-            let client_key = idempotency.map(|key| ClientKey { key, request_hash: intake::request_hash(&body) });
-            (intake::parse_submission(body, &[]), client_key)
-        }
+        Err(problems) => (Err(problems), None),
     };
     let submission = submission.map_err(|problems| {
         state.metrics.refused(Channel::Api, "invalid");
@@ -262,8 +262,8 @@ pub async fn batch(
     let body = read_json_body(&request, payload, max_items * BATCH_BYTES_PER_ITEM).await?;
     // Items are read without building JSON objects of their answers; a body that is not
     // `{"items": [object, …]}` is read as a value, which says what is wrong.
-    let items = match intake::RawBatch::from_slice(&body) {
-        Some(batch) => batch.items.into_iter().map(BatchItem::Raw).collect(),
+    let items: Vec<Option<RawSubmission>> = match intake::RawBatch::from_slice(&body) {
+        Some(batch) => batch.items.into_iter().map(Some).collect(),
         None => items_of(parse_json(&body)?)?,
     };
     if items.len() > max_items {
@@ -275,7 +275,7 @@ pub async fn batch(
     let origin = Origin { channel: Channel::Api, principal: Some(principal) };
     let campaign_ids: Vec<String> = items
         .iter()
-        .filter_map(|item| item.field("campaign").and_then(Value::as_str).map(str::to_owned))
+        .filter_map(|item| item.as_ref()?.field("campaign").and_then(Value::as_str).map(str::to_owned))
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -284,7 +284,8 @@ pub async fn batch(
     let mut results: Vec<BatchResult> = Vec::with_capacity(items.len());
     let mut to_write: Vec<(usize, Prepared)> = Vec::new();
     for (index, item) in items.into_iter().enumerate() {
-        let client_id = item.field("client_id").and_then(Value::as_str).map(str::to_owned);
+        // An item that is not an object has no client_id either.
+        let client_id = item.as_ref().and_then(|raw| raw.field("client_id")).and_then(Value::as_str).map(str::to_owned);
         let refuse = |status: u16, problems: Vec<SubmissionProblem>| BatchResult {
             client_id: client_id.clone(),
             status,
@@ -292,7 +293,7 @@ pub async fn batch(
             received_at: None,
             errors: problems_to_errors(problems),
         };
-        let Some(key) = client_id.clone().filter(|k| intake::valid_idempotency_key(k)) else {
+        let (Some(item), Some(key)) = (item, client_id.clone().filter(|k| intake::valid_idempotency_key(k))) else {
             results.push(refuse(
                 422,
                 vec![SubmissionProblem {
@@ -304,7 +305,7 @@ pub async fn batch(
             continue;
         };
         let client_key = ClientKey { key, request_hash: item.request_hash() };
-        let submission = match item.parse() {
+        let submission = match item.parse(&["client_id"]) {
             Ok(submission) => submission,
             Err(problems) => {
                 state.metrics.refused(Channel::Api, "invalid");
@@ -378,39 +379,10 @@ pub async fn batch(
     Ok(web::Json(BatchResults { results }))
 }
 
-/// A batch item: read as text (see [`RawSubmission`]), or as a value when the body could not be.
-enum BatchItem {
-    Raw(RawSubmission),
-    Value(Value),
-}
-
-impl BatchItem {
-    fn field(&self, name: &str) -> Option<&Value> {
-        match self {
-            Self::Raw(raw) => raw.field(name),
-            Self::Value(value) => value.get(name),
-        }
-    }
-
-    fn request_hash(&self) -> String {
-        match self {
-            Self::Raw(raw) => raw.request_hash(),
-            Self::Value(value) => intake::request_hash(value),
-        }
-    }
-
-    fn parse(self) -> Result<intake::Submission, Vec<SubmissionProblem>> {
-        match self {
-            Self::Raw(raw) => raw.parse(&["client_id"]),
-            Self::Value(value) => intake::parse_submission(value, &["client_id"]),
-        }
-    }
-}
-
-/// The items of a batch body read as a value.
-fn items_of(mut body: Value) -> Result<Vec<BatchItem>, ApiError> {
+/// The items of a batch body read as a value (`None`: an item that is not an object).
+fn items_of(mut body: Value) -> Result<Vec<Option<RawSubmission>>, ApiError> {
     match body.get_mut("items").map(Value::take) {
-        Some(Value::Array(items)) => Ok(items.into_iter().map(BatchItem::Value).collect()),
+        Some(Value::Array(items)) => Ok(items.into_iter().map(|item| RawSubmission::from_value(item).ok()).collect()),
         _ => Err(ApiError::new(ErrorCode::MalformedBody, "the body must be {\"items\": [...]}").with_errors(vec![
             FieldError {
                 field: "items".to_owned(),

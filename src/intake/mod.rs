@@ -98,11 +98,7 @@ const SUBMISSION_FIELDS: [&str; 8] =
 /// caller handles itself (a batch item's `client_id`). The value is taken, so that its answers
 /// are moved, not copied.
 pub fn parse_submission(value: Value, extra: &[&str]) -> Result<Submission, Vec<SubmissionProblem>> {
-    let Value::Object(mut object) = value else {
-        return Err(vec![fault("", "wrong_type", "the body must be a JSON object")]);
-    };
-    let answers = object.remove("answers").map(SubmittedAnswers::Parsed);
-    parse_fields(object, answers, extra)
+    RawSubmission::from_value(value)?.parse(extra)
 }
 
 /// A submission read from JSON text without building a JSON object of its answers: its other
@@ -119,6 +115,16 @@ impl RawSubmission {
     /// reads it as a value, which says what is wrong).
     pub fn from_slice(body: &[u8]) -> Option<Self> {
         serde_json::from_slice(body).ok()
+    }
+
+    /// A submission already read as a value (its answers moved, not copied); refused unless it
+    /// is an object.
+    pub fn from_value(value: Value) -> Result<Self, Vec<SubmissionProblem>> {
+        let Value::Object(mut fields) = value else {
+            return Err(vec![fault("", "wrong_type", "the body must be a JSON object")]);
+        };
+        let answers = fields.remove("answers").map(SubmittedAnswers::Parsed);
+        Ok(Self { fields, answers })
     }
 
     /// A field other than `answers`.
@@ -157,7 +163,69 @@ impl RawSubmission {
 
     /// Reads its fields, listing every one at fault (`extra`: fields the caller handles itself).
     pub fn parse(self, extra: &[&str]) -> Result<Submission, Vec<SubmissionProblem>> {
-        parse_fields(self.fields, self.answers, extra)
+        let Self { fields: object, answers } = self;
+        let mut problems = Vec::new();
+        for key in object.keys() {
+            if !SUBMISSION_FIELDS.contains(&key.as_str()) && !extra.contains(&key.as_str()) {
+                problems.push(fault(key, "unknown_field", format!("`{key}` is not a field of a response")));
+            }
+        }
+        let text = |name: &str, required: bool, problems: &mut Vec<SubmissionProblem>| -> Option<String> {
+            match object.get(name) {
+                None | Some(Value::Null) => {
+                    if required {
+                        problems.push(fault(name, "required", "this field is required"));
+                    }
+                    None
+                }
+                Some(Value::String(s)) if s.chars().count() <= MAX_REFERENCE_LENGTH => Some(s.trim().to_owned()),
+                Some(Value::String(_)) => {
+                    problems.push(fault(name, "too_long", format!("at most {MAX_REFERENCE_LENGTH} characters")));
+                    None
+                }
+                Some(_) => {
+                    problems.push(fault(name, "wrong_type", "must be a string"));
+                    None
+                }
+            }
+        };
+        let campaign = text("campaign", true, &mut problems);
+        let agency = text("agency", true, &mut problems);
+        let respondent_type = text("respondent_type", true, &mut problems);
+        if let Some(kind) = &respondent_type
+            && kind != "individual"
+            && kind != "organization"
+        {
+            problems.push(fault("respondent_type", "invalid", "must be `individual` or `organization`"));
+        }
+        let language = text("language", false, &mut problems);
+        let service = text("service", false, &mut problems).filter(|s| !s.is_empty());
+        let dossier = text("dossier", false, &mut problems).filter(|s| !s.is_empty());
+        let completed_at =
+            text("completed_at", false, &mut problems).and_then(|raw| match DateTime::parse_from_rfc3339(&raw) {
+                Ok(at) => Some(at.with_timezone(&Utc)),
+                Err(_) => {
+                    problems.push(fault("completed_at", "invalid", "must be an RFC 3339 date-time"));
+                    None
+                }
+            });
+        let answers = match answers {
+            None | Some(SubmittedAnswers::Parsed(Value::Null)) => {
+                problems.push(fault("answers", "required", "this field is required"));
+                SubmittedAnswers::Parsed(Value::Object(Map::new()))
+            }
+            Some(answers @ (SubmittedAnswers::Parsed(Value::Object(_)) | SubmittedAnswers::Pairs(_))) => answers,
+            Some(_) => {
+                problems.push(fault("answers", "wrong_type", "must be an object of question id → answer"));
+                SubmittedAnswers::Parsed(Value::Object(Map::new()))
+            }
+        };
+        match (campaign, agency, respondent_type) {
+            (Some(campaign), Some(agency), Some(respondent_type)) if problems.is_empty() => {
+                Ok(Submission { campaign, agency, respondent_type, language, answers, service, dossier, completed_at })
+            }
+            _ => Err(problems),
+        }
     }
 }
 
@@ -268,75 +336,6 @@ impl RawBatch {
     /// (the caller then reads it as a value, which says what is wrong).
     pub fn from_slice(body: &[u8]) -> Option<Self> {
         serde_json::from_slice(body).ok()
-    }
-}
-
-fn parse_fields(
-    object: Map<String, Value>,
-    answers: Option<SubmittedAnswers>,
-    extra: &[&str],
-) -> Result<Submission, Vec<SubmissionProblem>> {
-    let mut problems = Vec::new();
-    for key in object.keys() {
-        if !SUBMISSION_FIELDS.contains(&key.as_str()) && !extra.contains(&key.as_str()) {
-            problems.push(fault(key, "unknown_field", format!("`{key}` is not a field of a response")));
-        }
-    }
-    let text = |name: &str, required: bool, problems: &mut Vec<SubmissionProblem>| -> Option<String> {
-        match object.get(name) {
-            None | Some(Value::Null) => {
-                if required {
-                    problems.push(fault(name, "required", "this field is required"));
-                }
-                None
-            }
-            Some(Value::String(s)) if s.chars().count() <= MAX_REFERENCE_LENGTH => Some(s.trim().to_owned()),
-            Some(Value::String(_)) => {
-                problems.push(fault(name, "too_long", format!("at most {MAX_REFERENCE_LENGTH} characters")));
-                None
-            }
-            Some(_) => {
-                problems.push(fault(name, "wrong_type", "must be a string"));
-                None
-            }
-        }
-    };
-    let campaign = text("campaign", true, &mut problems);
-    let agency = text("agency", true, &mut problems);
-    let respondent_type = text("respondent_type", true, &mut problems);
-    if let Some(kind) = &respondent_type
-        && kind != "individual"
-        && kind != "organization"
-    {
-        problems.push(fault("respondent_type", "invalid", "must be `individual` or `organization`"));
-    }
-    let language = text("language", false, &mut problems);
-    let service = text("service", false, &mut problems).filter(|s| !s.is_empty());
-    let dossier = text("dossier", false, &mut problems).filter(|s| !s.is_empty());
-    let completed_at =
-        text("completed_at", false, &mut problems).and_then(|raw| match DateTime::parse_from_rfc3339(&raw) {
-            Ok(at) => Some(at.with_timezone(&Utc)),
-            Err(_) => {
-                problems.push(fault("completed_at", "invalid", "must be an RFC 3339 date-time"));
-                None
-            }
-        });
-    let answers = match answers {
-        None | Some(SubmittedAnswers::Parsed(Value::Null)) => {
-            problems.push(fault("answers", "required", "this field is required"));
-            SubmittedAnswers::Parsed(Value::Object(Map::new()))
-        }
-        Some(answers @ (SubmittedAnswers::Parsed(Value::Object(_)) | SubmittedAnswers::Pairs(_))) => answers,
-        Some(_) => {
-            problems.push(fault("answers", "wrong_type", "must be an object of question id → answer"));
-            SubmittedAnswers::Parsed(Value::Object(Map::new()))
-        }
-    };
-    match (campaign, agency, respondent_type) {
-        (Some(campaign), Some(agency), Some(respondent_type)) if problems.is_empty() => {
-            Ok(Submission { campaign, agency, respondent_type, language, answers, service, dossier, completed_at })
-        }
-        _ => Err(problems),
     }
 }
 

@@ -118,26 +118,6 @@ impl AnswerPairs {
     }
 }
 
-impl<'de> serde::Deserialize<'de> for AnswerPairs {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct PairsVisitor;
-
-        impl<'de> serde::de::Visitor<'de> for PairsVisitor {
-            type Value = AnswerPairs;
-
-            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                formatter.write_str("an object of question id → answer")
-            }
-
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<AnswerPairs, A::Error> {
-                AnswerPairs::from_map(map)
-            }
-        }
-
-        deserializer.deserialize_map(PairsVisitor)
-    }
-}
-
 impl serde::Serialize for AnswerPairs {
     /// As the JSON object it stands for (keys in order, each once).
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

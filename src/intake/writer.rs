@@ -29,6 +29,21 @@ use crate::db::schema::{idempotency_keys, invitations, pending_tallies, response
 use crate::db::{self, DbConnection, DbError, Pool};
 use crate::metrics::Metrics;
 
+/// Inserts `rows` into `table` in multi-row statements of [`INSERT_CHUNK`] rows, returning a
+/// [`DbError`] from the enclosing function on failure. A macro rather than a function: diesel's
+/// insert is built for each backend's connection type, and the bounds a generic function would
+/// need on both are longer than the two calls.
+macro_rules! insert_in_chunks {
+    ($conn:expr, $table:expr, $rows:expr) => {
+        for chunk in $rows.chunks(INSERT_CHUNK) {
+            match &mut *$conn {
+                DbConnection::Postgres(pg) => diesel::insert_into($table).values(chunk).execute(pg)?,
+                DbConnection::Sqlite(sqlite) => diesel::insert_into($table).values(chunk).execute(sqlite)?,
+            };
+        }
+    };
+}
+
 /// Most submissions written in one transaction.
 pub const MAX_GROUP: usize = 2_000;
 /// Submissions that may wait for the writer before callers are made to wait for room.
@@ -172,20 +187,17 @@ fn run(pool: Pool, receiver: Receiver<Job>, metrics: &Metrics, fold_after: Durat
             }
             last_sweep = Some(Instant::now());
         }
-        let first = match unfolded.since {
-            None => match receiver.recv_timeout(SWEEP_EVERY) {
-                Ok(job) => job,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => break,
-            },
-            Some(since) => match receiver.recv_timeout(fold_after.saturating_sub(since.elapsed())) {
-                Ok(job) => job,
-                Err(RecvTimeoutError::Timeout) => {
+        // Waits for work until the pending responses are due to be added (or the next sweep).
+        let wait = unfolded.since.map_or(SWEEP_EVERY, |since| fold_after.saturating_sub(since.elapsed()));
+        let first = match receiver.recv_timeout(wait) {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => {
+                if unfolded.since.is_some() {
                     fold(&pool, &mut held, &mut cache, &mut unfolded, metrics);
-                    continue;
                 }
-                Err(RecvTimeoutError::Disconnected) => break,
-            },
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
         };
         let mut jobs = vec![first];
         let mut waiting = jobs[0].items.len();
@@ -402,14 +414,7 @@ fn insert_pending(conn: &mut DbConnection, items: &[&Prepared], outcomes: &[Item
             _ => None,
         })
         .collect();
-    for chunk in rows.chunks(INSERT_CHUNK) {
-        match conn {
-            DbConnection::Postgres(pg) => diesel::insert_into(pending_tallies::table).values(chunk).execute(pg)?,
-            DbConnection::Sqlite(sqlite) => {
-                diesel::insert_into(pending_tallies::table).values(chunk).execute(sqlite)?
-            }
-        };
-    }
+    insert_in_chunks!(conn, pending_tallies::table, &rows);
     Ok(())
 }
 
@@ -757,8 +762,8 @@ fn write_items(conn: &mut DbConnection, items: &[&Prepared], one_by_one: bool) -
     if one_by_one {
         insert_one_by_one(conn, items, &mut outcomes, new_responses, new_keys)?;
     } else {
-        insert_responses(conn, &new_responses)?;
-        insert_keys(conn, &new_keys)?;
+        insert_in_chunks!(conn, responses::table, &new_responses);
+        insert_in_chunks!(conn, idempotency_keys::table, &new_keys);
     }
     for (index, plan) in plans.iter().enumerate() {
         if let Plan::SameAs(first) = plan {
@@ -918,28 +923,6 @@ struct NewIdempotencyKey {
 const INSERT_CHUNK: usize = 1_000;
 /// Tally rows per upsert statement (six parameters each).
 const TALLY_CHUNK: usize = 500;
-
-fn insert_responses(conn: &mut DbConnection, rows: &[NewResponse<'_>]) -> Result<(), DbError> {
-    for chunk in rows.chunks(INSERT_CHUNK) {
-        match conn {
-            DbConnection::Postgres(pg) => diesel::insert_into(responses::table).values(chunk).execute(pg)?,
-            DbConnection::Sqlite(sqlite) => diesel::insert_into(responses::table).values(chunk).execute(sqlite)?,
-        };
-    }
-    Ok(())
-}
-
-fn insert_keys(conn: &mut DbConnection, rows: &[NewIdempotencyKey]) -> Result<(), DbError> {
-    for chunk in rows.chunks(INSERT_CHUNK) {
-        match conn {
-            DbConnection::Postgres(pg) => diesel::insert_into(idempotency_keys::table).values(chunk).execute(pg)?,
-            DbConnection::Sqlite(sqlite) => {
-                diesel::insert_into(idempotency_keys::table).values(chunk).execute(sqlite)?
-            }
-        };
-    }
-    Ok(())
-}
 
 /// After a race: each item in its own savepoint, so that one that lost (its key or dossier was
 /// taken meanwhile by another process) is answered from the winner's record and the rest are kept.

@@ -4,7 +4,18 @@ local item = file:read("*a"):gsub("}%s*$", "")
 file:close()
 local size = tonumber(os.getenv("BATCH_SIZE") or "1000")
 local counter = 0
-local prefix = tostring(math.random(1, 1e9))
+-- Each wrk thread has its own Lua state, seeded alike: client ids are made unique per thread
+-- (numbered in setup) and per run (the clock), or the threads would post each other's items
+-- again and half of them would be replays.
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("thread_number", threads)
+end
+local prefix
+function init(args)
+  prefix = string.format("%d-%d", os.time(), thread_number)
+end
 
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -21,5 +32,6 @@ end
 
 function done(summary, latency, requests)
   io.write(string.format("non-2xx: %d\n", summary.errors.status))
+  io.write(string.format("items posted: %d\n", size * summary.requests))
   io.write(string.format("batches/s %.2f -> responses/s %.0f\n", summary.requests / (summary.duration / 1e6), size * summary.requests / (summary.duration / 1e6)))
 end

@@ -14,7 +14,7 @@ start_server() {
   DATABASE=$1
   "$BIN" --database "$DATABASE" migrate >/dev/null 2>&1
   KEY=$("$BIN" --database "$DATABASE" keys create --role admin --name bench 2>/dev/null)
-  RUST_LOG=warn SIPAS_METRICS_TOKEN=bench SIPAS_BIND="127.0.0.1:$PORT" "$BIN" --database "$DATABASE" serve >"$WORK/server.log" 2>&1 &
+  RUST_LOG=${RUST_LOG:-warn} SIPAS_METRICS_TOKEN=bench SIPAS_BIND="127.0.0.1:$PORT" "$BIN" --database "$DATABASE" serve >"$WORK/server.log" 2>&1 &
   SERVER=$!
   for _ in $(seq 1 50); do curl -sf "$BASE/readyz" >/dev/null && break; sleep 0.2; done
 }

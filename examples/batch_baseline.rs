@@ -1,13 +1,15 @@
 //! The batch benchmark's baseline (`bench/intake.sh`): copies of a response the benchmark stored,
 //! inserted with plain diesel (multi-row INSERTs of 1,000, in one transaction) and nothing else:
-//! no checks, no tallies, no idempotency records. Prints rows per second.
+//! no checks, no tallies, no idempotency records. Prints rows per second. Then, as a second
+//! figure, the same with each response's idempotency record (a copy of one the benchmark stored,
+//! under a new key), as a batch item's `client_id` requires: responses per second.
 //! Usage: `cargo run --release --example batch_baseline -- DATABASE_URL CAMPAIGN [ROWS]`
 
 use std::time::Instant;
 
 use diesel::prelude::*;
-use sipas::db::copy::ResponsesRow as Row;
-use sipas::db::schema::responses;
+use sipas::db::copy::{IdempotencyKeysRow, ResponsesRow as Row};
+use sipas::db::schema::{idempotency_keys, responses};
 use sipas::db::{self, DatabaseTarget, DbConnection, DbError};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -20,17 +22,46 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let template: Row =
         responses::table.filter(responses::campaign_id.eq(campaign)).select(Row::as_select()).first(&mut conn)?;
     let rows: Vec<Row> = (0..count).map(|_| Row { id: ulid::Ulid::new().to_string(), ..template.clone() }).collect();
+    let seconds = insert(&mut conn, &rows, &[])?;
+    println!("baseline: {count} rows in {seconds:.2} s -> rows/s {:.0}", count as f64 / seconds);
+    let record: IdempotencyKeysRow =
+        idempotency_keys::table.select(IdempotencyKeysRow::as_select()).first(&mut conn)?;
+    let rows: Vec<Row> = (0..count).map(|_| Row { id: ulid::Ulid::new().to_string(), ..template.clone() }).collect();
+    let records: Vec<IdempotencyKeysRow> = rows
+        .iter()
+        .map(|row| IdempotencyKeysRow { idempotency_key: format!("baseline-{}", row.id), ..record.clone() })
+        .collect();
+    let seconds = insert(&mut conn, &rows, &records)?;
+    println!(
+        "baseline with idempotency records: {count} responses in {seconds:.2} s -> responses/s {:.0}",
+        count as f64 / seconds
+    );
+    Ok(())
+}
+
+/// Inserts the rows in one transaction, a thousand per statement (each thousand responses followed
+/// by their records, as a batch writes them); returns the seconds it took.
+fn insert(conn: &mut DbConnection, rows: &[Row], records: &[IdempotencyKeysRow]) -> Result<f64, DbError> {
     let started = Instant::now();
-    db::write_transaction(&mut conn, |conn| {
-        for chunk in rows.chunks(1_000) {
+    db::write_transaction(conn, |conn| {
+        for (index, chunk) in rows.chunks(1_000).enumerate() {
+            let records = records.chunks(1_000).nth(index).unwrap_or_default();
             match conn {
-                DbConnection::Postgres(pg) => diesel::insert_into(responses::table).values(chunk).execute(pg)?,
-                DbConnection::Sqlite(sqlite) => diesel::insert_into(responses::table).values(chunk).execute(sqlite)?,
-            };
+                DbConnection::Postgres(pg) => {
+                    diesel::insert_into(responses::table).values(chunk).execute(pg)?;
+                    if !records.is_empty() {
+                        diesel::insert_into(idempotency_keys::table).values(records).execute(pg)?;
+                    }
+                }
+                DbConnection::Sqlite(sqlite) => {
+                    diesel::insert_into(responses::table).values(chunk).execute(sqlite)?;
+                    if !records.is_empty() {
+                        diesel::insert_into(idempotency_keys::table).values(records).execute(sqlite)?;
+                    }
+                }
+            }
         }
         Ok::<_, DbError>(())
     })?;
-    let seconds = started.elapsed().as_secs_f64();
-    println!("baseline: {count} rows in {seconds:.2} s -> rows/s {:.0}", count as f64 / seconds);
-    Ok(())
+    Ok(started.elapsed().as_secs_f64())
 }

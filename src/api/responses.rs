@@ -380,7 +380,7 @@ pub async fn batch(
 }
 
 /// The items of a batch body read as a value (`None`: an item that is not an object).
-fn items_of(mut body: Value) -> Result<Vec<Option<RawSubmission>>, ApiError> {
+fn items_of(mut body: Value) -> Result<Vec<Option<RawSubmission<'static>>>, ApiError> {
     match body.get_mut("items").map(Value::take) {
         Some(Value::Array(items)) => Ok(items.into_iter().map(|item| RawSubmission::from_value(item).ok()).collect()),
         _ => Err(ApiError::new(ErrorCode::MalformedBody, "the body must be {\"items\": [...]}").with_errors(vec![

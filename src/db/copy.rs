@@ -159,16 +159,22 @@ pub struct ResponsesRow {
     pub received_at: NaiveDateTime,
 }
 
-/// A row of `idempotency_keys`.
-#[derive(Queryable, Selectable, Insertable)]
+/// A row of `idempotency_keys`, every column (also used by the batch benchmark's baseline).
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = schema::idempotency_keys)]
-struct IdempotencyKeysRow {
-    scope: String,
-    idempotency_key: String,
-    request_hash: String,
-    status: i32,
-    body: String,
-    created_at: NaiveDateTime,
+pub struct IdempotencyKeysRow {
+    /// The key's namespace (`key:ID` for an API key).
+    pub scope: String,
+    /// The client's key (a batch item's `client_id`).
+    pub idempotency_key: String,
+    /// Hash of the request's content.
+    pub request_hash: String,
+    /// Status of the first result.
+    pub status: i32,
+    /// The first result's record.
+    pub body: String,
+    /// When it was recorded.
+    pub created_at: NaiveDateTime,
 }
 
 /// A row of `tallies`.

@@ -61,9 +61,10 @@ impl Origin {
     }
 }
 
-/// A submission's fields, read from a JSON object.
+/// A submission's fields, read from a JSON object (its answers' ids may borrow from the request
+/// body: `'a`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Submission {
+pub struct Submission<'a> {
     /// Campaign id.
     pub campaign: String,
     /// Agency code (resolved at the campaign's opening date).
@@ -73,7 +74,7 @@ pub struct Submission {
     /// Language the respondent answered in.
     pub language: Option<String>,
     /// The answers object.
-    pub answers: SubmittedAnswers,
+    pub answers: SubmittedAnswers<'a>,
     /// Administrative procedure code.
     pub service: Option<String>,
     /// Dossier identifier (stored only as a keyed hash).
@@ -84,11 +85,11 @@ pub struct Submission {
 
 /// A submission's answers as received.
 #[derive(Debug, Clone, PartialEq)]
-pub enum SubmittedAnswers {
+pub enum SubmittedAnswers<'a> {
     /// A parsed JSON value (an object when well formed).
     Parsed(Value),
     /// An object read as (id, answer) pairs in the order given ([`RawSubmission`]).
-    Pairs(AnswerPairs),
+    Pairs(AnswerPairs<'a>),
 }
 
 const SUBMISSION_FIELDS: [&str; 8] =
@@ -97,7 +98,7 @@ const SUBMISSION_FIELDS: [&str; 8] =
 /// Reads a submission from a JSON value, listing every field at fault. `extra` names fields the
 /// caller handles itself (a batch item's `client_id`). The value is taken, so that its answers
 /// are moved, not copied.
-pub fn parse_submission(value: Value, extra: &[&str]) -> Result<Submission, Vec<SubmissionProblem>> {
+pub fn parse_submission(value: Value, extra: &[&str]) -> Result<Submission<'static>, Vec<SubmissionProblem>> {
     RawSubmission::from_value(value)?.parse(extra)
 }
 
@@ -105,15 +106,15 @@ pub fn parse_submission(value: Value, extra: &[&str]) -> Result<Submission, Vec<
 /// fields as a map, its answers as (id, answer) pairs. It hashes and parses exactly as the same
 /// JSON read as a value ([`request_hash`], [`parse_submission`]).
 #[derive(Debug, Clone, PartialEq)]
-pub struct RawSubmission {
+pub struct RawSubmission<'a> {
     fields: Map<String, Value>,
-    answers: Option<SubmittedAnswers>,
+    answers: Option<SubmittedAnswers<'a>>,
 }
 
-impl RawSubmission {
+impl<'a> RawSubmission<'a> {
     /// Reads a request body; `None` when it is not a well-formed JSON object (the caller then
     /// reads it as a value, which says what is wrong).
-    pub fn from_slice(body: &[u8]) -> Option<Self> {
+    pub fn from_slice(body: &'a [u8]) -> Option<Self> {
         serde_json::from_slice(body).ok()
     }
 
@@ -135,9 +136,9 @@ impl RawSubmission {
     /// Same as [`request_hash`] of the same JSON read as a value.
     pub fn request_hash(&self) -> String {
         /// The submission as one map, keys in order, without its `client_id`.
-        struct Canonical<'a>(&'a RawSubmission);
+        struct Canonical<'b, 'a>(&'b RawSubmission<'a>);
 
-        impl serde::Serialize for Canonical<'_> {
+        impl serde::Serialize for Canonical<'_, '_> {
             fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 use serde::ser::SerializeMap;
                 let RawSubmission { fields, answers } = self.0;
@@ -162,7 +163,7 @@ impl RawSubmission {
     }
 
     /// Reads its fields, listing every one at fault (`extra`: fields the caller handles itself).
-    pub fn parse(self, extra: &[&str]) -> Result<Submission, Vec<SubmissionProblem>> {
+    pub fn parse(self, extra: &[&str]) -> Result<Submission<'a>, Vec<SubmissionProblem>> {
         let Self { fields: object, answers } = self;
         let mut problems = Vec::new();
         for key in object.keys() {
@@ -229,7 +230,7 @@ impl RawSubmission {
     }
 }
 
-impl serde::Serialize for SubmittedAnswers {
+impl serde::Serialize for SubmittedAnswers<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
             Self::Parsed(value) => value.serialize(serializer),
@@ -238,18 +239,18 @@ impl serde::Serialize for SubmittedAnswers {
     }
 }
 
-impl<'de> serde::Deserialize<'de> for RawSubmission {
+impl<'de: 'a, 'a> serde::Deserialize<'de> for RawSubmission<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct RawVisitor;
 
         impl<'de> serde::de::Visitor<'de> for RawVisitor {
-            type Value = RawSubmission;
+            type Value = RawSubmission<'de>;
 
             fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 formatter.write_str("a JSON object")
             }
 
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawSubmission, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawSubmission<'de>, A::Error> {
                 let mut submission = RawSubmission { fields: Map::new(), answers: None };
                 while let Some(key) = map.next_key::<String>()? {
                     // A repeated key keeps its last value, as in a parsed object.
@@ -267,23 +268,23 @@ impl<'de> serde::Deserialize<'de> for RawSubmission {
     }
 }
 
-impl<'de> serde::Deserialize<'de> for SubmittedAnswers {
+impl<'de: 'a, 'a> serde::Deserialize<'de> for SubmittedAnswers<'a> {
     /// An object as [`AnswerPairs`]; anything else as the value it is (to be refused).
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct AnswersVisitor;
 
         impl<'de> serde::de::Visitor<'de> for AnswersVisitor {
-            type Value = SubmittedAnswers;
+            type Value = SubmittedAnswers<'de>;
 
             fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 formatter.write_str("any JSON value")
             }
 
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<SubmittedAnswers, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<SubmittedAnswers<'de>, A::Error> {
                 AnswerPairs::from_map(map).map(SubmittedAnswers::Pairs)
             }
 
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<SubmittedAnswers, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<SubmittedAnswers<'de>, A::Error> {
                 let mut items = Vec::new();
                 while let Some(item) = seq.next_element::<Value>()? {
                     items.push(item);
@@ -291,31 +292,31 @@ impl<'de> serde::Deserialize<'de> for SubmittedAnswers {
                 Ok(SubmittedAnswers::Parsed(Value::Array(items)))
             }
 
-            fn visit_bool<E>(self, value: bool) -> Result<SubmittedAnswers, E> {
+            fn visit_bool<E>(self, value: bool) -> Result<SubmittedAnswers<'de>, E> {
                 Ok(SubmittedAnswers::Parsed(Value::Bool(value)))
             }
 
-            fn visit_i64<E>(self, value: i64) -> Result<SubmittedAnswers, E> {
+            fn visit_i64<E>(self, value: i64) -> Result<SubmittedAnswers<'de>, E> {
                 Ok(SubmittedAnswers::Parsed(Value::from(value)))
             }
 
-            fn visit_u64<E>(self, value: u64) -> Result<SubmittedAnswers, E> {
+            fn visit_u64<E>(self, value: u64) -> Result<SubmittedAnswers<'de>, E> {
                 Ok(SubmittedAnswers::Parsed(Value::from(value)))
             }
 
-            fn visit_f64<E>(self, value: f64) -> Result<SubmittedAnswers, E> {
+            fn visit_f64<E>(self, value: f64) -> Result<SubmittedAnswers<'de>, E> {
                 Ok(SubmittedAnswers::Parsed(Value::from(value)))
             }
 
-            fn visit_str<E>(self, value: &str) -> Result<SubmittedAnswers, E> {
+            fn visit_str<E>(self, value: &str) -> Result<SubmittedAnswers<'de>, E> {
                 Ok(SubmittedAnswers::Parsed(Value::from(value)))
             }
 
-            fn visit_string<E>(self, value: String) -> Result<SubmittedAnswers, E> {
+            fn visit_string<E>(self, value: String) -> Result<SubmittedAnswers<'de>, E> {
                 Ok(SubmittedAnswers::Parsed(Value::String(value)))
             }
 
-            fn visit_unit<E>(self) -> Result<SubmittedAnswers, E> {
+            fn visit_unit<E>(self) -> Result<SubmittedAnswers<'de>, E> {
                 Ok(SubmittedAnswers::Parsed(Value::Null))
             }
         }
@@ -326,15 +327,16 @@ impl<'de> serde::Deserialize<'de> for SubmittedAnswers {
 
 /// A batch body read without building JSON objects of its items' answers.
 #[derive(Debug, serde::Deserialize)]
-pub struct RawBatch {
+pub struct RawBatch<'a> {
     /// The items.
-    pub items: Vec<RawSubmission>,
+    #[serde(borrow)]
+    pub items: Vec<RawSubmission<'a>>,
 }
 
-impl RawBatch {
+impl<'a> RawBatch<'a> {
     /// Reads a batch body; `None` when it is not `{"items": [object, …]}` of well-formed JSON
     /// (the caller then reads it as a value, which says what is wrong).
-    pub fn from_slice(body: &[u8]) -> Option<Self> {
+    pub fn from_slice(body: &'a [u8]) -> Option<Self> {
         serde_json::from_slice(body).ok()
     }
 }
@@ -476,7 +478,7 @@ pub fn dossier_hash(secret: &[u8], campaign: &str, agency_id: i64, dossier: &str
 /// fit the definition.
 pub fn prepare(
     context: Arc<CampaignContext>,
-    submission: Submission,
+    submission: Submission<'_>,
     origin: &Origin,
     now: DateTime<Utc>,
     dossier_secret: &[u8],
@@ -667,9 +669,8 @@ mod tests {
         let deep = format!(r#"{{"answers": {{"s01": {}{}}}}}"#, "[".repeat(5_000), "]".repeat(5_000));
         assert!(serde_json::from_str::<Value>(&deep).is_err());
         assert!(RawSubmission::from_slice(deep.as_bytes()).is_none(), "too deep for a value, too deep here");
-        let batch =
-            RawBatch::from_slice(format!(r#"{{"note": 1, "items": [{}, {}]}}"#, bodies[0], bodies[1]).as_bytes());
-        assert_eq!(batch.map(|b| b.items.len()), Some(2));
+        let batch = format!(r#"{{"note": 1, "items": [{}, {}]}}"#, bodies[0], bodies[1]);
+        assert_eq!(RawBatch::from_slice(batch.as_bytes()).map(|b| b.items.len()), Some(2));
         for refused in [r#"{"items": [1]}"#, r#"{"items": {}}"#, "{}", "[]"] {
             assert!(RawBatch::from_slice(refused.as_bytes()).is_none(), "{refused}: read as a value instead");
         }

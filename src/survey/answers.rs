@@ -83,25 +83,62 @@ fn not_an_object() -> AnswerProblem {
     }
 }
 
+/// A question id as a client sent it: borrowed from the request body when it holds no escapes
+/// (as ids do), copied otherwise.
+pub type AnswerId<'a> = std::borrow::Cow<'a, str>;
+
+/// Reads a map key without copying it out of the request body when it can be borrowed
+/// (`Cow<str>`'s own `Deserialize` always copies).
+struct BorrowedKey<'a>(AnswerId<'a>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for BorrowedKey<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+            type Value = BorrowedKey<'de>;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("a question id")
+            }
+
+            fn visit_borrowed_str<E>(self, value: &'de str) -> Result<Self::Value, E> {
+                Ok(BorrowedKey(AnswerId::Borrowed(value)))
+            }
+
+            fn visit_str<E>(self, value: &str) -> Result<Self::Value, E> {
+                Ok(BorrowedKey(AnswerId::Owned(value.to_owned())))
+            }
+
+            fn visit_string<E>(self, value: String) -> Result<Self::Value, E> {
+                Ok(BorrowedKey(AnswerId::Owned(value)))
+            }
+        }
+
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
 /// An answers object read as a list of (question id, answer) in the order given: what a parsed
 /// JSON object holds (a repeated id standing for its last answer), without building one (for
-/// fifty answers, building and searching the object was a fifth of a request's work).
+/// fifty answers, building and searching the object was a fifth of a request's work). Ids are
+/// borrowed from the request body ([`AnswerId`]): copying them was half of reading the pairs.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct AnswerPairs(Vec<(String, Value)>);
+pub struct AnswerPairs<'a>(Vec<(AnswerId<'a>, Value)>);
 
-impl AnswerPairs {
+impl<'a> AnswerPairs<'a> {
     /// Reads the entries of a JSON object being deserialised.
-    pub fn from_map<'de, A: serde::de::MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
-        let mut pairs: Vec<(String, Value)> = Vec::with_capacity(map.size_hint().unwrap_or(64).min(256));
-        while let Some(entry) = map.next_entry()? {
-            pairs.push(entry);
+    pub fn from_map<'de: 'a, A: serde::de::MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let mut pairs: Vec<(AnswerId<'a>, Value)> = Vec::with_capacity(map.size_hint().unwrap_or(64).min(256));
+        while let Some((BorrowedKey(key), value)) = map.next_entry()? {
+            pairs.push((key, value));
         }
         Ok(Self(pairs))
     }
 
     /// The pairs as a parsed object holds them: sorted by id, each id once with its last answer.
     /// Sorted only when asked (for a request's hash): checking needs no order.
-    pub fn sorted(&self) -> Vec<&(String, Value)> {
+    pub fn sorted(&self) -> Vec<&(AnswerId<'a>, Value)> {
         thread_local! {
             static LAST_ORDER: std::cell::RefCell<KeyOrder> = const { std::cell::RefCell::new(KeyOrder::new()) };
         }
@@ -130,11 +167,11 @@ impl KeyOrder {
         Self { keys: Vec::new(), order: Vec::new() }
     }
 
-    fn matches(&self, pairs: &[(String, Value)]) -> bool {
+    fn matches(&self, pairs: &[(AnswerId<'_>, Value)]) -> bool {
         self.keys.len() == pairs.len() && self.keys.iter().zip(pairs).all(|(key, (id, _))| key == id)
     }
 
-    fn of(pairs: &[(String, Value)]) -> Self {
+    fn of(pairs: &[(AnswerId<'_>, Value)]) -> Self {
         let mut order: Vec<usize> = (0..pairs.len()).collect();
         // Stable, so that of repeated ids the last comes last. Ids are short: comparing them
         // byte by byte in place costs less than a call to memcmp for each comparison (same
@@ -147,11 +184,11 @@ impl KeyOrder {
             }
             repeated
         });
-        Self { keys: pairs.iter().map(|(key, _)| key.clone()).collect(), order }
+        Self { keys: pairs.iter().map(|(key, _)| key.as_ref().to_owned()).collect(), order }
     }
 }
 
-impl serde::Serialize for AnswerPairs {
+impl serde::Serialize for AnswerPairs<'_> {
     /// As the JSON object it stands for (keys in order, each once).
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_map(self.sorted().into_iter().map(|(key, value)| (key, value)))
@@ -163,15 +200,15 @@ impl serde::Serialize for AnswerPairs {
 pub fn check_pairs(
     definition: &SurveyDefinition,
     positions: &foldhash::HashMap<String, usize>,
-    answers: &AnswerPairs,
+    answers: &AnswerPairs<'_>,
 ) -> Result<Answers, Vec<AnswerProblem>> {
     let mut slots: Vec<Option<&Value>> = vec![None; definition.questions.len()];
     let mut unknown = Vec::new();
     for (key, value) in &answers.0 {
-        match positions.get(key) {
+        match positions.get(key.as_ref()) {
             // A repeated id keeps its last answer.
             Some(&index) if index < slots.len() => slots[index] = Some(value),
-            _ => unknown.push(key.as_str()),
+            _ => unknown.push(key.as_ref()),
         }
     }
     // Listed as a parsed object's keys would be: in order, each once.
@@ -429,6 +466,32 @@ mod tests {
         assert_eq!(found, [("answers.comment".to_owned(), "too_long")]);
         let found = codes(check_answers(&definition, &json!([1, 2])));
         assert_eq!(found, [("answers".to_owned(), "wrong_type")]);
+    }
+
+    #[test]
+    fn answer_ids_are_borrowed_from_the_body_unless_escaped() {
+        struct Pairs<'a>(AnswerPairs<'a>);
+        impl<'de: 'a, 'a> serde::Deserialize<'de> for Pairs<'a> {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct Visitor;
+                impl<'de> serde::de::Visitor<'de> for Visitor {
+                    type Value = Pairs<'de>;
+                    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        formatter.write_str("an object")
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Pairs<'de>, A::Error> {
+                        AnswerPairs::from_map(map).map(Pairs)
+                    }
+                }
+                deserializer.deserialize_map(Visitor)
+            }
+        }
+        let body = r#"{"s01": 4, "\u0073\u0030\u0032": "x", "s01": 5}"#;
+        let Pairs(pairs) = serde_json::from_str(body).unwrap();
+        let ids: Vec<(&str, bool)> =
+            pairs.0.iter().map(|(id, _)| (id.as_ref(), matches!(id, AnswerId::Borrowed(_)))).collect();
+        assert_eq!(ids, [("s01", true), ("s02", false), ("s01", true)]);
+        assert_eq!(serde_json::to_value(&pairs).unwrap(), json!({"s01": 5, "s02": "x"}));
     }
 
     #[test]

@@ -248,6 +248,25 @@ async fn a_batch_stores_its_valid_items_and_answers_each_in_order() {
     };
     assert_eq!(ids(&again), ids(&first), "a replayed batch returns the first results");
     assert_eq!(app.stored_responses("b"), 2);
+
+    // New items beside a replayed one and a key reused for other content: the group is written
+    // again after its keys collide, and only the new items are stored.
+    let mixed = json!({"items": [
+        with_id(rating("b", "00073", None, 2), "c7"),
+        with_id(rating("b", "00070", Some("A-1"), 2), "c1"),
+        with_id(rating("b", "00073", None, 2), "c6"),
+        with_id(rating("b", "00073", None, 0), "c8"),
+    ]});
+    let (status, third) =
+        json_of(app.post("/api/v1/responses/batch").bearer_auth(&partner).json(&mixed).send().await.unwrap()).await;
+    assert_eq!(status, 200, "{third}");
+    let results = third["results"].as_array().unwrap();
+    let statuses: Vec<i64> = results.iter().map(|r| r["status"].as_i64().unwrap()).collect();
+    assert_eq!(statuses, [201, 201, 409, 201], "{third}");
+    assert_eq!(results[1]["id"], first["results"][0]["id"], "the replayed item has its first id");
+    assert_eq!(results[2]["errors"][0]["code"], "idempotency_key_reused");
+    assert_ne!(results[0]["id"], results[3]["id"]);
+    assert_eq!(app.stored_responses("b"), 4);
     let _ = admin;
 }
 

@@ -64,7 +64,8 @@ pub fn check_answers(definition: &SurveyDefinition, answers: &Value) -> Result<A
     let Value::Object(object) = answers else {
         return Err(vec![not_an_object()]);
     };
-    let slots: Vec<Option<&Value>> = definition.questions.iter().map(|q| object.get(&q.id)).collect();
+    let slots: Vec<Option<AnswerRef<'_>>> =
+        definition.questions.iter().map(|q| object.get(&q.id).map(AnswerRef::from)).collect();
     let known = slots.iter().flatten().count();
     // Looked for only when some key matched no question: names are compared one by one here.
     let unknown: Vec<&str> = if known < object.len() {
@@ -119,17 +120,138 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for BorrowedKey<'a> {
     }
 }
 
+/// One answer as read from a request body, without building a [`Value`] for the common cases:
+/// a number, or a string borrowed from the body when it holds no escapes (a choice's value; most
+/// answers of a SIPAS questionnaire are). Anything else is kept as the value it is. Serialises
+/// exactly as the [`Value`] it stands for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawAnswer<'a> {
+    /// A JSON number.
+    Number(serde_json::Number),
+    /// A JSON string.
+    Text(std::borrow::Cow<'a, str>),
+    /// Anything else (null, a boolean, an array, an object).
+    Other(Value),
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for RawAnswer<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct AnswerVisitor;
+
+        // Each case as `Value`'s own visitor reads it, so that the answer stands for the same value.
+        impl<'de> serde::de::Visitor<'de> for AnswerVisitor {
+            type Value = RawAnswer<'de>;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("any JSON value")
+            }
+
+            fn visit_bool<E>(self, value: bool) -> Result<Self::Value, E> {
+                Ok(RawAnswer::Other(Value::Bool(value)))
+            }
+
+            fn visit_i64<E>(self, value: i64) -> Result<Self::Value, E> {
+                Ok(RawAnswer::Number(value.into()))
+            }
+
+            fn visit_u64<E>(self, value: u64) -> Result<Self::Value, E> {
+                Ok(RawAnswer::Number(value.into()))
+            }
+
+            fn visit_f64<E>(self, value: f64) -> Result<Self::Value, E> {
+                Ok(serde_json::Number::from_f64(value).map_or(RawAnswer::Other(Value::Null), RawAnswer::Number))
+            }
+
+            fn visit_borrowed_str<E>(self, value: &'de str) -> Result<Self::Value, E> {
+                Ok(RawAnswer::Text(std::borrow::Cow::Borrowed(value)))
+            }
+
+            fn visit_str<E>(self, value: &str) -> Result<Self::Value, E> {
+                Ok(RawAnswer::Text(std::borrow::Cow::Owned(value.to_owned())))
+            }
+
+            fn visit_string<E>(self, value: String) -> Result<Self::Value, E> {
+                Ok(RawAnswer::Text(std::borrow::Cow::Owned(value)))
+            }
+
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(RawAnswer::Other(Value::Null))
+            }
+
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(RawAnswer::Other(Value::Null))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<Value>()? {
+                    items.push(item);
+                }
+                Ok(RawAnswer::Other(Value::Array(items)))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut object = Map::new();
+                while let Some((key, value)) = map.next_entry::<String, Value>()? {
+                    object.insert(key, value);
+                }
+                Ok(RawAnswer::Other(Value::Object(object)))
+            }
+        }
+
+        deserializer.deserialize_any(AnswerVisitor)
+    }
+}
+
+impl serde::Serialize for RawAnswer<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Number(number) => number.serialize(serializer),
+            Self::Text(text) => serializer.serialize_str(text),
+            Self::Other(value) => value.serialize(serializer),
+        }
+    }
+}
+
+/// An answer as checking reads it: from a parsed [`Value`] or from a [`RawAnswer`].
+#[derive(Debug, Clone, Copy)]
+enum AnswerRef<'v> {
+    Number(&'v serde_json::Number),
+    Text(&'v str),
+    Other(&'v Value),
+}
+
+impl<'v> From<&'v Value> for AnswerRef<'v> {
+    fn from(value: &'v Value) -> Self {
+        match value {
+            Value::Number(number) => Self::Number(number),
+            Value::String(text) => Self::Text(text),
+            other => Self::Other(other),
+        }
+    }
+}
+
+impl<'v> From<&'v RawAnswer<'_>> for AnswerRef<'v> {
+    fn from(answer: &'v RawAnswer<'_>) -> Self {
+        match answer {
+            RawAnswer::Number(number) => Self::Number(number),
+            RawAnswer::Text(text) => Self::Text(text),
+            RawAnswer::Other(value) => Self::from(value),
+        }
+    }
+}
+
 /// An answers object read as a list of (question id, answer) in the order given: what a parsed
 /// JSON object holds (a repeated id standing for its last answer), without building one (for
 /// fifty answers, building and searching the object was a fifth of a request's work). Ids are
 /// borrowed from the request body ([`AnswerId`]): copying them was half of reading the pairs.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct AnswerPairs<'a>(Vec<(AnswerId<'a>, Value)>);
+pub struct AnswerPairs<'a>(Vec<(AnswerId<'a>, RawAnswer<'a>)>);
 
 impl<'a> AnswerPairs<'a> {
     /// Reads the entries of a JSON object being deserialised.
     pub fn from_map<'de: 'a, A: serde::de::MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
-        let mut pairs: Vec<(AnswerId<'a>, Value)> = Vec::with_capacity(map.size_hint().unwrap_or(64).min(256));
+        let mut pairs: Vec<(AnswerId<'a>, RawAnswer<'a>)> = Vec::with_capacity(map.size_hint().unwrap_or(64).min(256));
         while let Some((BorrowedKey(key), value)) = map.next_entry()? {
             pairs.push((key, value));
         }
@@ -138,7 +260,7 @@ impl<'a> AnswerPairs<'a> {
 
     /// The pairs as a parsed object holds them: sorted by id, each id once with its last answer.
     /// Sorted only when asked (for a request's hash): checking needs no order.
-    pub fn sorted(&self) -> Vec<&(AnswerId<'a>, Value)> {
+    pub fn sorted(&self) -> Vec<&(AnswerId<'a>, RawAnswer<'a>)> {
         thread_local! {
             static LAST_ORDER: std::cell::RefCell<KeyOrder> = const { std::cell::RefCell::new(KeyOrder::new()) };
         }
@@ -167,11 +289,11 @@ impl KeyOrder {
         Self { keys: Vec::new(), order: Vec::new() }
     }
 
-    fn matches(&self, pairs: &[(AnswerId<'_>, Value)]) -> bool {
+    fn matches(&self, pairs: &[(AnswerId<'_>, RawAnswer<'_>)]) -> bool {
         self.keys.len() == pairs.len() && self.keys.iter().zip(pairs).all(|(key, (id, _))| key == id)
     }
 
-    fn of(pairs: &[(AnswerId<'_>, Value)]) -> Self {
+    fn of(pairs: &[(AnswerId<'_>, RawAnswer<'_>)]) -> Self {
         let mut order: Vec<usize> = (0..pairs.len()).collect();
         // Stable, so that of repeated ids the last comes last. Ids are short: comparing them
         // byte by byte in place costs less than a call to memcmp for each comparison (same
@@ -202,12 +324,12 @@ pub fn check_pairs(
     positions: &foldhash::HashMap<String, usize>,
     answers: &AnswerPairs<'_>,
 ) -> Result<Answers, Vec<AnswerProblem>> {
-    let mut slots: Vec<Option<&Value>> = vec![None; definition.questions.len()];
+    let mut slots: Vec<Option<AnswerRef<'_>>> = vec![None; definition.questions.len()];
     let mut unknown = Vec::new();
     for (key, value) in &answers.0 {
         match positions.get(key.as_ref()) {
             // A repeated id keeps its last answer.
-            Some(&index) if index < slots.len() => slots[index] = Some(value),
+            Some(&index) if index < slots.len() => slots[index] = Some(AnswerRef::from(value)),
             _ => unknown.push(key.as_ref()),
         }
     }
@@ -221,15 +343,15 @@ pub fn check_pairs(
 /// no question of the definition.
 fn check_slots(
     definition: &SurveyDefinition,
-    slots: &[Option<&Value>],
+    slots: &[Option<AnswerRef<'_>>],
     unknown: &[&str],
 ) -> Result<Answers, Vec<AnswerProblem>> {
     let mut problems = Vec::new();
     let mut values = Vec::with_capacity(definition.questions.len());
     for (question, raw) in definition.questions.iter().zip(slots) {
         let value = match raw {
-            None | Some(Value::Null) => None,
-            Some(raw) => match check_one(question, raw) {
+            None | Some(AnswerRef::Other(Value::Null)) => None,
+            Some(raw) => match check_one(question, *raw) {
                 Ok(value) => value,
                 Err(p) => {
                     problems.push(p);
@@ -259,19 +381,19 @@ fn check_slots(
     }
 }
 
-fn integer_of(raw: &Value) -> Option<i64> {
+fn integer_of(raw: AnswerRef<'_>) -> Option<i64> {
     match raw {
-        Value::Number(n) => {
+        AnswerRef::Number(n) => {
             n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64))
         }
         _ => None,
     }
 }
 
-fn option_of(question: &Question, raw: &Value) -> Result<String, AnswerProblem> {
+fn option_of(question: &Question, raw: AnswerRef<'_>) -> Result<String, AnswerProblem> {
     let text = match raw {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
+        AnswerRef::Text(s) => s.to_owned(),
+        AnswerRef::Number(n) => n.to_string(),
         _ => return Err(problem(&question.id, "wrong_type", "must be one of the option values, as a string")),
     };
     if question.options.iter().any(|o| o.value == text) {
@@ -283,7 +405,7 @@ fn option_of(question: &Question, raw: &Value) -> Result<String, AnswerProblem> 
     }
 }
 
-fn check_one(question: &Question, raw: &Value) -> Result<Option<AnswerValue>, AnswerProblem> {
+fn check_one(question: &Question, raw: AnswerRef<'_>) -> Result<Option<AnswerValue>, AnswerProblem> {
     match question.kind {
         QuestionKind::Scale | QuestionKind::Integer => {
             let number =
@@ -302,7 +424,7 @@ fn check_one(question: &Question, raw: &Value) -> Result<Option<AnswerValue>, An
         }
         QuestionKind::SingleChoice => option_of(question, raw).map(|v| Some(AnswerValue::Choice(v))),
         QuestionKind::MultiChoice => {
-            let Value::Array(items) = raw else {
+            let AnswerRef::Other(Value::Array(items)) = raw else {
                 return Err(problem(&question.id, "wrong_type", "must be an array of option values"));
             };
             if items.len() > question.options.len() {
@@ -311,7 +433,7 @@ fn check_one(question: &Question, raw: &Value) -> Result<Option<AnswerValue>, An
             let mut seen = HashSet::new();
             let mut chosen = Vec::with_capacity(items.len());
             for item in items {
-                let value = option_of(question, item)?;
+                let value = option_of(question, AnswerRef::from(item))?;
                 if !seen.insert(value.clone()) {
                     return Err(problem(&question.id, "duplicate_choice", format!("`{value}` is chosen twice")));
                 }
@@ -322,7 +444,7 @@ fn check_one(question: &Question, raw: &Value) -> Result<Option<AnswerValue>, An
             Ok((!chosen.is_empty()).then_some(AnswerValue::Choices(chosen)))
         }
         QuestionKind::Text => {
-            let Value::String(text) = raw else {
+            let AnswerRef::Text(text) = raw else {
                 return Err(problem(&question.id, "wrong_type", "must be a string"));
             };
             let text = text.trim();
@@ -367,7 +489,9 @@ impl Answers {
         for (question, item) in definition.questions.iter().zip(items.iter().map(Some).chain(std::iter::repeat(None))) {
             let value = match item {
                 None | Some(Value::Null) => None,
-                Some(raw) => check_one(question, raw).map_err(|p| format!("{}: {}", p.field, p.message))?,
+                Some(raw) => {
+                    check_one(question, AnswerRef::from(raw)).map_err(|p| format!("{}: {}", p.field, p.message))?
+                }
             };
             values.push(value);
         }
@@ -469,7 +593,7 @@ mod tests {
     }
 
     #[test]
-    fn answer_ids_are_borrowed_from_the_body_unless_escaped() {
+    fn answer_ids_and_strings_are_borrowed_from_the_body_unless_escaped() {
         struct Pairs<'a>(AnswerPairs<'a>);
         impl<'de: 'a, 'a> serde::Deserialize<'de> for Pairs<'a> {
             fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -486,12 +610,24 @@ mod tests {
                 deserializer.deserialize_map(Visitor)
             }
         }
-        let body = r#"{"s01": 4, "\u0073\u0030\u0032": "x", "s01": 5}"#;
+        let body = r#"{"s01": 4, "\u0073\u0030\u0032": "x", "s01": 5, "t": "a\nb", "u": [1, " "], "v": 2.5}"#;
         let Pairs(pairs) = serde_json::from_str(body).unwrap();
         let ids: Vec<(&str, bool)> =
             pairs.0.iter().map(|(id, _)| (id.as_ref(), matches!(id, AnswerId::Borrowed(_)))).collect();
-        assert_eq!(ids, [("s01", true), ("s02", false), ("s01", true)]);
-        assert_eq!(serde_json::to_value(&pairs).unwrap(), json!({"s01": 5, "s02": "x"}));
+        assert_eq!(ids, [("s01", true), ("s02", false), ("s01", true), ("t", true), ("u", true), ("v", true)]);
+        let borrowed: Vec<bool> = pairs
+            .0
+            .iter()
+            .filter_map(|(_, answer)| match answer {
+                RawAnswer::Text(text) => Some(matches!(text, std::borrow::Cow::Borrowed(_))),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(borrowed, [true, false], "a string answer is borrowed unless it holds an escape");
+        assert_eq!(
+            serde_json::to_value(&pairs).unwrap(),
+            json!({"s01": 5, "s02": "x", "t": "a\nb", "u": [1, " "], "v": 2.5})
+        );
     }
 
     #[test]

@@ -473,8 +473,11 @@ impl Answers {
     /// The compact stored form.
     pub fn encode(&self) -> String {
         let last = self.0.iter().rposition(Option::is_some).map_or(0, |i| i + 1);
-        // Serialising strings and integers cannot fail.
-        serde_json::to_string(&self.0[..last]).unwrap_or_default()
+        // Sized for a typical answer, so that the text is not copied as it grows (`to_string`
+        // starts at 128 bytes). Serialising strings and integers cannot fail.
+        let mut text = Vec::with_capacity(16 + 8 * last);
+        let _infallible = serde_json::to_writer(&mut text, &self.0[..last]);
+        String::from_utf8(text).unwrap_or_default()
     }
 
     /// Reads the stored form back, for the definition it was checked against.

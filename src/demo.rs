@@ -276,7 +276,6 @@ fn load_round(
                     "answers": answers,
                     "completed_at": completed.to_rfc3339(),
                 });
-                let request_hash = intake::request_hash(&request);
                 let submission = parse_submission(request, &[]).map_err(|problems| {
                     DemoError::Refused(problems.iter().map(|p| p.message.clone()).collect::<Vec<_>>().join("; "))
                 })?;
@@ -294,7 +293,7 @@ fn load_round(
                 prepared.idempotency = Some(Idempotency {
                     scope: "demo".to_owned(),
                     key: format!("{}-{serial:07}", round.id),
-                    request_hash,
+                    request_hash: prepared.content_hash(),
                 });
                 pending.push(prepared);
                 if pending.len() == CHUNK {

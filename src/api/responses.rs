@@ -19,7 +19,7 @@ use crate::campaign::context::CampaignContext;
 use crate::db;
 use crate::error::{ApiError, ErrorCode, FieldError};
 use crate::intake::writer::{DOSSIER_CONFLICT_RECORD, ItemOutcome};
-use crate::intake::{self, ClientKey, Origin, Prepared, RawSubmission, Refusal, SubmissionProblem};
+use crate::intake::{self, Origin, Prepared, RawSubmission, Refusal, SubmissionProblem};
 
 /// Largest single response body.
 pub const RESPONSE_BODY_LIMIT: usize = 64 * 1024;
@@ -189,14 +189,7 @@ pub async fn create(
         Some(raw) => Ok(raw),
         None => RawSubmission::from_value(parse_json(&body)?),
     };
-    let (submission, client_key) = match read {
-        Ok(raw) => {
-            let client_key = idempotency.map(|key| ClientKey { key, request_hash: raw.request_hash() });
-            (raw.parse(&[]), client_key)
-        }
-        Err(problems) => (Err(problems), None),
-    };
-    let submission = submission.map_err(|problems| {
+    let submission = read.and_then(|raw| raw.parse(&[])).map_err(|problems| {
         state.metrics.refused(Channel::Api, "invalid");
         invalid(problems)
     })?;
@@ -206,7 +199,7 @@ pub async fn create(
         .remove(&campaign_id)
         .ok_or_else(|| invalid(vec![unknown_campaign(&campaign_id)]))?;
     let origin = Origin { channel: Channel::Api, principal: Some(principal) };
-    let prepared = intake::prepare(context, submission, &origin, Utc::now(), &state.dossier_secret, client_key)
+    let prepared = intake::prepare(context, submission, &origin, Utc::now(), &state.dossier_secret, idempotency)
         .map_err(|refusal| {
             state.metrics.refused(Channel::Api, refusal.reason());
             match refusal {
@@ -304,7 +297,6 @@ pub async fn batch(
             ));
             continue;
         };
-        let client_key = ClientKey { key, request_hash: item.request_hash() };
         let submission = match item.parse(&["client_id"]) {
             Ok(submission) => submission,
             Err(problems) => {
@@ -318,7 +310,7 @@ pub async fn batch(
             results.push(refuse(422, vec![unknown_campaign(&submission.campaign)]));
             continue;
         };
-        match intake::prepare(context, submission, &origin, now, &state.dossier_secret, Some(client_key)) {
+        match intake::prepare(context, submission, &origin, now, &state.dossier_secret, Some(key)) {
             Ok(prepared) => {
                 to_write.push((index, prepared));
                 results.push(refuse(0, Vec::new()));

@@ -241,6 +241,10 @@ impl<'v> From<&'v RawAnswer<'_>> for AnswerRef<'v> {
     }
 }
 
+/// At most this many answers are given room before they are read (definitions have fewer
+/// questions).
+const MAX_PAIRS_RESERVED: usize = 256;
+
 /// An answers object read as a list of (question id, answer) in the order given: what a parsed
 /// JSON object holds (a repeated id standing for its last answer), without building one (for
 /// fifty answers, building and searching the object was a fifth of a request's work). Ids are
@@ -251,10 +255,17 @@ pub struct AnswerPairs<'a>(Vec<(AnswerId<'a>, RawAnswer<'a>)>);
 impl<'a> AnswerPairs<'a> {
     /// Reads the entries of a JSON object being deserialised.
     pub fn from_map<'de: 'a, A: serde::de::MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
-        let mut pairs: Vec<(AnswerId<'a>, RawAnswer<'a>)> = Vec::with_capacity(map.size_hint().unwrap_or(64).min(256));
+        thread_local! {
+            static LAST_LENGTH: std::cell::Cell<usize> = const { std::cell::Cell::new(64) };
+        }
+        // JSON tells no length ahead: the list is sized as the last one read on this thread (a
+        // client sends the same questions every time), so that it is not grown and copied.
+        let expected = map.size_hint().unwrap_or_else(|| LAST_LENGTH.get()).min(MAX_PAIRS_RESERVED);
+        let mut pairs: Vec<(AnswerId<'a>, RawAnswer<'a>)> = Vec::with_capacity(expected);
         while let Some((BorrowedKey(key), value)) = map.next_entry()? {
             pairs.push((key, value));
         }
+        LAST_LENGTH.set(pairs.len().max(1));
         Ok(Self(pairs))
     }
 

@@ -700,7 +700,6 @@ pub async fn submit(
         body["dossier"] = Value::String(dossier.clone());
     }
     let origin = Origin { channel: target.channel, principal: None };
-    let client_key = intake::ClientKey { key: submission.clone(), request_hash: intake::request_hash(&body) };
     let prepared = intake::parse_submission(body, &[]).map_err(Refusal::Invalid).and_then(|submission_fields| {
         intake::prepare(
             target.context.clone(),
@@ -708,7 +707,7 @@ pub async fn submit(
             &origin,
             Utc::now(),
             &state.dossier_secret,
-            Some(client_key),
+            Some(submission.clone()),
         )
     });
     let prepared = match prepared {

@@ -69,8 +69,27 @@ async fn a_retry_with_the_same_key_replays_the_first_answer_and_stores_nothing_n
     assert_eq!(retry.status().as_u16(), 201);
     assert_eq!(retry.headers().get("idempotent-replayed").map(|v| v.to_str().unwrap()), Some("true"));
     assert_eq!(retry.text().await.unwrap(), first_body);
+    // What is hashed is what would be stored: the same answers written otherwise (spacing, an
+    // escaped string, the default language left out) are the same request.
+    let respelled = r#"{ "answers": {"overall_level": "\u0073atisfied", "d8_feedback": 2, "d7_attitude": 2,
+        "d6_disclosure": 0, "d5_one_stop": 2, "d4_agencies": 2, "d3_contacts": 1, "d2_agency_time": 2,
+        "d1_total_time": 2}, "respondent_type": "individual", "agency": "01", "campaign": "r" }"#;
+    let retry = app
+        .post("/api/v1/responses")
+        .bearer_auth(&admin)
+        .header("idempotency-key", "order-42")
+        .header("content-type", "application/json")
+        .body(respelled)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retry.headers().get("idempotent-replayed").map(|v| v.to_str().unwrap()), Some("true"));
+    assert_eq!(retry.text().await.unwrap(), first_body);
     let changed = rating("r", "01", None, 1);
     assert_problem(app.post_response(&admin, Some("order-42"), &changed).await, 409, "idempotency_key_reused").await;
+    let mut in_english = body.clone();
+    in_english["language"] = json!("en");
+    assert_problem(app.post_response(&admin, Some("order-42"), &in_english).await, 409, "idempotency_key_reused").await;
     assert_eq!(app.stored_responses("r"), 1);
     // Keys are scoped to the API key: another key may use the same value.
     let other = app.key(Role::Admin, &[]);
@@ -78,6 +97,27 @@ async fn a_retry_with_the_same_key_replays_the_first_answer_and_stores_nothing_n
     assert_eq!(app.stored_responses("r"), 2);
     let bad_key = app.post_response(&admin, Some(&"k".repeat(256)), &body).await;
     assert_eq!(bad_key.status().as_u16(), 400);
+}
+
+#[tokio::test]
+async fn a_key_recorded_before_content_hashes_replays_its_first_result() {
+    let app = TestApp::spawn().await;
+    let admin = app.open_campaign("old", "dossier-rating", &["01"]).await;
+    let first = app.post_response(&admin, Some("k-1"), &rating("old", "01", None, 2)).await;
+    assert_eq!(first.status().as_u16(), 201);
+    let first_body = first.text().await.unwrap();
+    // Records written by earlier versions hashed the request's JSON (64 hex digits, no prefix);
+    // that JSON is not kept, so a request under such a key is taken as its retry.
+    use diesel::RunQueryDsl;
+    let mut conn = app.database.connect();
+    let legacy = "ab".repeat(32);
+    let changed =
+        diesel::sql_query(format!("UPDATE idempotency_keys SET request_hash = '{legacy}'")).execute(&mut conn).unwrap();
+    assert_eq!(changed, 1);
+    let retry = app.post_response(&admin, Some("k-1"), &rating("old", "01", None, 1)).await;
+    assert_eq!(retry.headers().get("idempotent-replayed").map(|v| v.to_str().unwrap()), Some("true"));
+    assert_eq!(retry.text().await.unwrap(), first_body);
+    assert_eq!(app.stored_responses("old"), 1);
 }
 
 #[tokio::test]

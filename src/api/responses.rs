@@ -268,7 +268,7 @@ pub async fn batch(
     let origin = Origin { channel: Channel::Api, principal: Some(principal) };
     let campaign_ids: Vec<String> = items
         .iter()
-        .filter_map(|item| item.as_ref()?.field("campaign").and_then(Value::as_str).map(str::to_owned))
+        .filter_map(|item| item.as_ref()?.text_field("campaign").map(str::to_owned))
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -278,7 +278,7 @@ pub async fn batch(
     let mut to_write: Vec<(usize, Prepared)> = Vec::new();
     for (index, item) in items.into_iter().enumerate() {
         // An item that is not an object has no client_id either.
-        let client_id = item.as_ref().and_then(|raw| raw.field("client_id")).and_then(Value::as_str).map(str::to_owned);
+        let client_id = item.as_ref().and_then(|raw| raw.text_field("client_id")).map(str::to_owned);
         let refuse = |status: u16, problems: Vec<SubmissionProblem>| BatchResult {
             client_id: client_id.clone(),
             status,

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::auth::{Principal, Role};
 use crate::campaign::Channel;
 use crate::campaign::context::CampaignContext;
-use crate::survey::answers::{AnswerPairs, check_answers, check_pairs};
+use crate::survey::answers::{AnswerId, AnswerPairs, BorrowedKey, RawAnswer, check_answers, check_pairs};
 use tally::{Tally, response_cells, response_tally};
 
 /// Longest accepted idempotency key.
@@ -102,12 +102,13 @@ pub fn parse_submission(value: Value, extra: &[&str]) -> Result<Submission<'stat
     RawSubmission::from_value(value)?.parse(extra)
 }
 
-/// A submission read from JSON text without building a JSON object of its answers: its other
-/// fields as a map, its answers as (id, answer) pairs. It parses exactly as the same JSON read
-/// as a value ([`parse_submission`]).
+/// A submission read from JSON text without building JSON objects: its other fields as (name,
+/// value) pairs, each name once with its last value, names and plain strings borrowed from the
+/// body; its answers as (id, answer) pairs. It parses exactly as the same JSON read as a value
+/// ([`parse_submission`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawSubmission<'a> {
-    fields: Map<String, Value>,
+    fields: Vec<(AnswerId<'a>, RawAnswer<'a>)>,
     answers: Option<SubmittedAnswers<'a>>,
 }
 
@@ -121,37 +122,46 @@ impl<'a> RawSubmission<'a> {
     /// A submission already read as a value (its answers moved, not copied); refused unless it
     /// is an object.
     pub fn from_value(value: Value) -> Result<Self, Vec<SubmissionProblem>> {
-        let Value::Object(mut fields) = value else {
+        let Value::Object(mut object) = value else {
             return Err(vec![fault("", "wrong_type", "the body must be a JSON object")]);
         };
-        let answers = fields.remove("answers").map(SubmittedAnswers::Parsed);
+        let answers = object.remove("answers").map(SubmittedAnswers::Parsed);
+        let fields = object.into_iter().map(|(name, value)| (AnswerId::Owned(name), RawAnswer::from(value))).collect();
         Ok(Self { fields, answers })
     }
 
-    /// A field other than `answers`.
-    pub fn field(&self, name: &str) -> Option<&Value> {
-        self.fields.get(name)
+    /// A field other than `answers`, if it is a string.
+    pub fn text_field(&self, name: &str) -> Option<&str> {
+        match field_of(&self.fields, name) {
+            Some(RawAnswer::Text(text)) => Some(text),
+            _ => None,
+        }
     }
 
     /// Reads its fields, listing every one at fault (`extra`: fields the caller handles itself).
     pub fn parse(self, extra: &[&str]) -> Result<Submission<'a>, Vec<SubmissionProblem>> {
-        let Self { fields: object, answers } = self;
+        let Self { fields, answers } = self;
         let mut problems = Vec::new();
-        for key in object.keys() {
-            if !SUBMISSION_FIELDS.contains(&key.as_str()) && !extra.contains(&key.as_str()) {
-                problems.push(fault(key, "unknown_field", format!("`{key}` is not a field of a response")));
-            }
+        let mut unknown: Vec<&str> = fields
+            .iter()
+            .map(|(key, _)| key.as_ref())
+            .filter(|key| !SUBMISSION_FIELDS.contains(key) && !extra.contains(key))
+            .collect();
+        // Listed as a parsed object's keys would be: in order.
+        unknown.sort_unstable();
+        for key in unknown {
+            problems.push(fault(key, "unknown_field", format!("`{key}` is not a field of a response")));
         }
         let text = |name: &str, required: bool, problems: &mut Vec<SubmissionProblem>| -> Option<String> {
-            match object.get(name) {
-                None | Some(Value::Null) => {
+            match field_of(&fields, name) {
+                None | Some(RawAnswer::Other(Value::Null)) => {
                     if required {
                         problems.push(fault(name, "required", "this field is required"));
                     }
                     None
                 }
-                Some(Value::String(s)) if s.chars().count() <= MAX_REFERENCE_LENGTH => Some(s.trim().to_owned()),
-                Some(Value::String(_)) => {
+                Some(RawAnswer::Text(s)) if s.chars().count() <= MAX_REFERENCE_LENGTH => Some(s.trim().to_owned()),
+                Some(RawAnswer::Text(_)) => {
                     problems.push(fault(name, "too_long", format!("at most {MAX_REFERENCE_LENGTH} characters")));
                     None
                 }
@@ -222,13 +232,18 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for RawSubmission<'a> {
             }
 
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawSubmission<'de>, A::Error> {
-                let mut submission = RawSubmission { fields: Map::new(), answers: None };
-                while let Some(key) = map.next_key::<String>()? {
+                let mut submission =
+                    RawSubmission { fields: Vec::with_capacity(SUBMISSION_FIELDS.len()), answers: None };
+                while let Some(BorrowedKey(key)) = map.next_key()? {
                     // A repeated key keeps its last value, as in a parsed object.
                     if key == "answers" {
                         submission.answers = Some(map.next_value()?);
                     } else {
-                        submission.fields.insert(key, map.next_value()?);
+                        let value = map.next_value()?;
+                        match submission.fields.iter_mut().find(|(name, _)| *name == key) {
+                            Some((_, earlier)) => *earlier = value,
+                            None => submission.fields.push((key, value)),
+                        }
                     }
                 }
                 Ok(submission)
@@ -294,6 +309,11 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for SubmittedAnswers<'a> {
 
         deserializer.deserialize_any(AnswersVisitor)
     }
+}
+
+/// A submission's field other than `answers`.
+fn field_of<'f, 'a>(fields: &'f [(AnswerId<'a>, RawAnswer<'a>)], name: &str) -> Option<&'f RawAnswer<'a>> {
+    fields.iter().find(|(key, _)| key == name).map(|(_, value)| value)
 }
 
 /// Reads JSON from a body checked as UTF-8 once, as a whole: read as bytes, each string would be
@@ -579,6 +599,8 @@ mod tests {
                     SubmittedAnswers::Parsed(value) => check_answers(&definition, value),
                     SubmittedAnswers::Pairs(pairs) => check_pairs(&definition, &layout.positions, pairs),
                 };
+                // In their stored form: the checked answers borrow from the definition here.
+                let answers = answers.map(|answers| answers.encode());
                 (submission.campaign, submission.agency, submission.language, answers)
             })
         };
@@ -590,12 +612,7 @@ mod tests {
     }
 
     type CheckedBody = Result<
-        (
-            String,
-            String,
-            Option<String>,
-            Result<crate::survey::answers::Answers, Vec<crate::survey::answers::AnswerProblem>>,
-        ),
+        (String, String, Option<String>, Result<String, Vec<crate::survey::answers::AnswerProblem>>),
         Vec<SubmissionProblem>,
     >;
 
@@ -622,6 +639,10 @@ mod tests {
             r#"{"z":1,"answers":null}"#.to_owned(),
             r#"{"answers":"x","a":1}"#.to_owned(),
             r#"{"campaign": 7, "agency": "01", "respondent_type": "robot", "colour": "red"}"#.to_owned(),
+            // Other fields: a repeated one keeps its last value, unknown ones are listed sorted,
+            // an escaped string is read as the value it stands for.
+            r#"{"zeta":1,"campaign":"x","agency":"01","respondent_type":"individual","answers":{"s01":1},"campaign":"c","alpha":[2],"language":"v\u0069"}"#.to_owned(),
+            r#"{"campaign":"c","agency":"01","respondent_type":"individual","answers":{"s01":1},"language":"vi","service":null,"dossier":" HS-1 "}"#.to_owned(),
             r#"{"campaign":"c","agency":"01","respondent_type":"individual","answers":{"s01":1},"answers":{"s01":2}}"#
                 .to_owned(),
             // The order that sorts a list of ids is remembered and reused for the same ids in the
@@ -637,6 +658,10 @@ mod tests {
             let (as_value, as_text) = both_ways(body);
             assert_eq!(as_value, as_text, "{body}");
         }
+        let repeated = bodies.iter().find(|b| b.starts_with(r#"{"zeta""#)).unwrap();
+        let problems = both_ways(repeated).1.unwrap_err();
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["alpha", "zeta"]);
         let (checked, _) = both_ways(&bodies[1]);
         let problems = checked.unwrap().3.unwrap_err();
         let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();

@@ -292,13 +292,13 @@ pub fn response_tally(definition: &SurveyDefinition, layout: &TallyLayout, answe
                 }
             }
             (Some(AnswerValue::Choice(value)), QuestionKind::SingleChoice) => {
-                if let Some(slot) = question.options.iter().position(|o| &o.value == value) {
+                if let Some(slot) = question.options.iter().position(|o| o.value == *value) {
                     tally.counts[offset + slot] += 1;
                 }
             }
             (Some(AnswerValue::Choices(values)), QuestionKind::MultiChoice) => {
                 for value in values {
-                    if let Some(slot) = question.options.iter().position(|o| &o.value == value) {
+                    if let Some(slot) = question.options.iter().position(|o| o.value == *value) {
                         tally.counts[offset + slot] += 1;
                     }
                 }
@@ -319,7 +319,7 @@ pub fn response_tally(definition: &SurveyDefinition, layout: &TallyLayout, answe
 }
 
 /// The answer to a breakdown question, as it appears in a cell key.
-fn breakdown_value(answers: &Answers, question: Option<usize>) -> &str {
+fn breakdown_value<'d>(answers: &Answers<'d>, question: Option<usize>) -> &'d str {
     match question.and_then(|i| answers.get(i)) {
         Some(AnswerValue::Choice(value)) => value,
         _ => NO_ANSWER,

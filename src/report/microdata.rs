@@ -145,7 +145,8 @@ fn answer_text(answer: Option<&AnswerValue>) -> String {
     match answer {
         None => String::new(),
         Some(AnswerValue::Number(n)) => n.to_string(),
-        Some(AnswerValue::Choice(value)) | Some(AnswerValue::Text(value)) => value.clone(),
+        Some(AnswerValue::Choice(value)) => (*value).to_owned(),
+        Some(AnswerValue::Text(value)) => value.clone(),
         Some(AnswerValue::Choices(values)) => values.join(";"),
     }
 }
@@ -153,7 +154,8 @@ fn answer_text(answer: Option<&AnswerValue>) -> String {
 fn answer_json(answer: &AnswerValue) -> Value {
     match answer {
         AnswerValue::Number(n) => json!(n),
-        AnswerValue::Choice(value) | AnswerValue::Text(value) => json!(value),
+        AnswerValue::Choice(value) => json!(value),
+        AnswerValue::Text(value) => json!(value),
         AnswerValue::Choices(values) => json!(values),
     }
 }

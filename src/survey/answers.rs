@@ -15,24 +15,26 @@ pub const DEFAULT_TEXT_LIMIT: usize = 4_000;
 /// readable error, not a megabyte).
 pub const MAX_LISTED_PROBLEMS: usize = 100;
 
-/// One answer, checked.
+/// One answer, checked. Choices are the definition's own option values (`'d`), not copies:
+/// a `sipas-individual` response has 38 of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AnswerValue {
+pub enum AnswerValue<'d> {
     /// A scale point or an integer.
     Number(i64),
     /// A single choice.
-    Choice(String),
+    Choice(&'d str),
     /// Several distinct choices.
-    Choices(Vec<String>),
+    Choices(Vec<&'d str>),
     /// Free text, NFC-normalised.
     Text(String),
 }
 
-impl serde::Serialize for AnswerValue {
+impl serde::Serialize for AnswerValue<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
             Self::Number(n) => serializer.serialize_i64(*n),
-            Self::Choice(text) | Self::Text(text) => serializer.serialize_str(text),
+            Self::Choice(text) => serializer.serialize_str(text),
+            Self::Text(text) => serializer.serialize_str(text),
             Self::Choices(values) => values.serialize(serializer),
         }
     }
@@ -40,7 +42,7 @@ impl serde::Serialize for AnswerValue {
 
 /// A response's answers, aligned with the definition's questions (`None`: not answered).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answers(pub Vec<Option<AnswerValue>>);
+pub struct Answers<'d>(pub Vec<Option<AnswerValue<'d>>>);
 
 /// One thing wrong with an answer or with the answers object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +62,7 @@ fn problem(question: &str, code: &'static str, message: impl Into<String>) -> An
 
 /// Checks an answers object against a definition, listing every problem (at most
 /// [`MAX_LISTED_PROBLEMS`]).
-pub fn check_answers(definition: &SurveyDefinition, answers: &Value) -> Result<Answers, Vec<AnswerProblem>> {
+pub fn check_answers<'d>(definition: &'d SurveyDefinition, answers: &Value) -> Result<Answers<'d>, Vec<AnswerProblem>> {
     let Value::Object(object) = answers else {
         return Err(vec![not_an_object()]);
     };
@@ -90,7 +92,7 @@ pub type AnswerId<'a> = std::borrow::Cow<'a, str>;
 
 /// Reads a map key without copying it out of the request body when it can be borrowed
 /// (`Cow<str>`'s own `Deserialize` always copies).
-struct BorrowedKey<'a>(AnswerId<'a>);
+pub struct BorrowedKey<'a>(pub AnswerId<'a>);
 
 impl<'de: 'a, 'a> serde::Deserialize<'de> for BorrowedKey<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -200,6 +202,17 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for RawAnswer<'a> {
         }
 
         deserializer.deserialize_any(AnswerVisitor)
+    }
+}
+
+impl From<Value> for RawAnswer<'_> {
+    /// The value as reading its JSON text would have given it.
+    fn from(value: Value) -> Self {
+        match value {
+            Value::Number(number) => Self::Number(number),
+            Value::String(text) => Self::Text(std::borrow::Cow::Owned(text)),
+            other => Self::Other(other),
+        }
     }
 }
 
@@ -330,11 +343,11 @@ impl serde::Serialize for AnswerPairs<'_> {
 
 /// Checks answers read as [`AnswerPairs`] (`positions`: question id → index in the definition).
 /// Same result as [`check_answers`] on the object they stand for.
-pub fn check_pairs(
-    definition: &SurveyDefinition,
+pub fn check_pairs<'d>(
+    definition: &'d SurveyDefinition,
     positions: &foldhash::HashMap<String, usize>,
     answers: &AnswerPairs<'_>,
-) -> Result<Answers, Vec<AnswerProblem>> {
+) -> Result<Answers<'d>, Vec<AnswerProblem>> {
     let mut slots: Vec<Option<AnswerRef<'_>>> = vec![None; definition.questions.len()];
     let mut unknown = Vec::new();
     for (key, value) in &answers.0 {
@@ -352,11 +365,11 @@ pub fn check_pairs(
 
 /// Checks answers by question position (`None`: not given), `unknown` naming the keys that are
 /// no question of the definition.
-fn check_slots(
-    definition: &SurveyDefinition,
+fn check_slots<'d>(
+    definition: &'d SurveyDefinition,
     slots: &[Option<AnswerRef<'_>>],
     unknown: &[&str],
-) -> Result<Answers, Vec<AnswerProblem>> {
+) -> Result<Answers<'d>, Vec<AnswerProblem>> {
     let mut problems = Vec::new();
     let mut values = Vec::with_capacity(definition.questions.len());
     for (question, raw) in definition.questions.iter().zip(slots) {
@@ -401,14 +414,19 @@ fn integer_of(raw: AnswerRef<'_>) -> Option<i64> {
     }
 }
 
-fn option_of(question: &Question, raw: AnswerRef<'_>) -> Result<String, AnswerProblem> {
+/// The option a choice names, as the definition spells it.
+fn option_of<'d>(question: &'d Question, raw: AnswerRef<'_>) -> Result<&'d str, AnswerProblem> {
+    let written;
     let text = match raw {
-        AnswerRef::Text(s) => s.to_owned(),
-        AnswerRef::Number(n) => n.to_string(),
+        AnswerRef::Text(s) => s,
+        AnswerRef::Number(n) => {
+            written = n.to_string();
+            written.as_str()
+        }
         _ => return Err(problem(&question.id, "wrong_type", "must be one of the option values, as a string")),
     };
-    if question.options.iter().any(|o| o.value == text) {
-        Ok(text)
+    if let Some(option) = question.options.iter().find(|o| o.value == text) {
+        Ok(&option.value)
     } else {
         let allowed: Vec<&str> = question.options.iter().map(|o| o.value.as_str()).collect();
         let shown: String = text.chars().take(64).collect();
@@ -416,7 +434,7 @@ fn option_of(question: &Question, raw: AnswerRef<'_>) -> Result<String, AnswerPr
     }
 }
 
-fn check_one(question: &Question, raw: AnswerRef<'_>) -> Result<Option<AnswerValue>, AnswerProblem> {
+fn check_one<'d>(question: &'d Question, raw: AnswerRef<'_>) -> Result<Option<AnswerValue<'d>>, AnswerProblem> {
     match question.kind {
         QuestionKind::Scale | QuestionKind::Integer => {
             let number =
@@ -445,13 +463,13 @@ fn check_one(question: &Question, raw: AnswerRef<'_>) -> Result<Option<AnswerVal
             let mut chosen = Vec::with_capacity(items.len());
             for item in items {
                 let value = option_of(question, AnswerRef::from(item))?;
-                if !seen.insert(value.clone()) {
+                if !seen.insert(value) {
                     return Err(problem(&question.id, "duplicate_choice", format!("`{value}` is chosen twice")));
                 }
                 chosen.push(value);
             }
             // Stored in the definition's option order, so that equal answers compare equal.
-            chosen.sort_by_key(|v| question.options.iter().position(|o| &o.value == v));
+            chosen.sort_by_key(|v| question.options.iter().position(|o| o.value == *v));
             Ok((!chosen.is_empty()).then_some(AnswerValue::Choices(chosen)))
         }
         QuestionKind::Text => {
@@ -475,9 +493,9 @@ fn check_one(question: &Question, raw: AnswerRef<'_>) -> Result<Option<AnswerVal
     }
 }
 
-impl Answers {
+impl<'d> Answers<'d> {
     /// The answer to the question at `index` in the definition.
-    pub fn get(&self, index: usize) -> Option<&AnswerValue> {
+    pub fn get(&self, index: usize) -> Option<&AnswerValue<'d>> {
         self.0.get(index).and_then(Option::as_ref)
     }
 
@@ -492,7 +510,7 @@ impl Answers {
     }
 
     /// Reads the stored form back, for the definition it was checked against.
-    pub fn decode(definition: &SurveyDefinition, stored: &str) -> Result<Self, String> {
+    pub fn decode(definition: &'d SurveyDefinition, stored: &str) -> Result<Self, String> {
         let Value::Array(items) = serde_json::from_str(stored).map_err(|e| e.to_string())? else {
             return Err("stored answers are not an array".to_owned());
         };
@@ -519,7 +537,7 @@ impl Answers {
             let value = match answer {
                 None => continue,
                 Some(AnswerValue::Number(n)) => Value::from(*n),
-                Some(AnswerValue::Choice(c)) => Value::from(c.clone()),
+                Some(AnswerValue::Choice(c)) => Value::from(*c),
                 Some(AnswerValue::Choices(cs)) => Value::from(cs.clone()),
                 Some(AnswerValue::Text(t)) => Value::from(t.clone()),
             };
@@ -592,7 +610,7 @@ mod tests {
             check_answers(&definition, &json!({"expectation_priority": ["time", "premises"], "comment": "  Tốt  "}))
                 .unwrap();
         let index = definition.questions.iter().position(|q| q.id == "expectation_priority").unwrap();
-        assert_eq!(ok.get(index), Some(&AnswerValue::Choices(vec!["premises".into(), "time".into()])));
+        assert_eq!(ok.get(index), Some(&AnswerValue::Choices(vec!["premises", "time"])));
         let comment = definition.questions.iter().position(|q| q.id == "comment").unwrap();
         assert_eq!(ok.get(comment), Some(&AnswerValue::Text("Tốt".into())));
         // Decomposed input (o, combining circumflex, combining acute) is stored composed.

@@ -211,15 +211,6 @@ impl<'a> RawSubmission<'a> {
     }
 }
 
-impl serde::Serialize for SubmittedAnswers<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Self::Parsed(value) => value.serialize(serializer),
-            Self::Pairs(pairs) => pairs.serialize(serializer),
-        }
-    }
-}
-
 impl<'de: 'a, 'a> serde::Deserialize<'de> for RawSubmission<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct RawVisitor;
@@ -645,8 +636,8 @@ mod tests {
             r#"{"campaign":"c","agency":"01","respondent_type":"individual","answers":{"s01":1},"language":"vi","service":null,"dossier":" HS-1 "}"#.to_owned(),
             r#"{"campaign":"c","agency":"01","respondent_type":"individual","answers":{"s01":1},"answers":{"s01":2}}"#
                 .to_owned(),
-            // The order that sorts a list of ids is remembered and reused for the same ids in the
-            // same order: the same ids with other answers, then in another order, then repeated.
+            // The same ids with other answers, then in another order, then repeated (the last
+            // answer to an id counts).
             envelope(r#"{"s02": 1, "s10": 2, "s01": 3}"#),
             envelope(r#"{"s02": 4, "s10": 5, "s01": "x"}"#),
             envelope(r#"{"s01": 4, "s02": 5, "s10": 1}"#),

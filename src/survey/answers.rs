@@ -124,7 +124,7 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for BorrowedKey<'a> {
 
 /// One answer as read from a request body, without building a [`Value`] for the common cases:
 /// a number, or a string borrowed from the body when it holds no escapes (a choice's value; most
-/// answers of a SIPAS questionnaire are). Anything else is kept as the value it is. Serialises
+/// answers of a SIPAS questionnaire are). Anything else is kept as the value it is. Checked
 /// exactly as the [`Value`] it stands for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RawAnswer<'a> {
@@ -216,16 +216,6 @@ impl From<Value> for RawAnswer<'_> {
     }
 }
 
-impl serde::Serialize for RawAnswer<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Self::Number(number) => number.serialize(serializer),
-            Self::Text(text) => serializer.serialize_str(text),
-            Self::Other(value) => value.serialize(serializer),
-        }
-    }
-}
-
 /// An answer as checking reads it: from a parsed [`Value`] or from a [`RawAnswer`].
 #[derive(Debug, Clone, Copy)]
 enum AnswerRef<'v> {
@@ -280,64 +270,6 @@ impl<'a> AnswerPairs<'a> {
         }
         LAST_LENGTH.set(pairs.len().max(1));
         Ok(Self(pairs))
-    }
-
-    /// The pairs as a parsed object holds them: sorted by id, each id once with its last answer.
-    /// Sorted only when asked (for a request's hash): checking needs no order.
-    pub fn sorted(&self) -> Vec<&(AnswerId<'a>, RawAnswer<'a>)> {
-        thread_local! {
-            static LAST_ORDER: std::cell::RefCell<KeyOrder> = const { std::cell::RefCell::new(KeyOrder::new()) };
-        }
-        // A client sends its questions in the same order every time: the order that sorts them
-        // is kept per thread and reused when the ids come again as before (comparing them once
-        // costs a tenth of sorting them).
-        LAST_ORDER.with(|last| {
-            let mut last = last.borrow_mut();
-            if !last.matches(&self.0) {
-                *last = KeyOrder::of(&self.0);
-            }
-            last.order.iter().map(|&index| &self.0[index]).collect()
-        })
-    }
-}
-
-/// Ids of answers in the order given and, for them, the order that sorts them by id keeping
-/// only the last of repeated ids: indices into the pairs.
-struct KeyOrder {
-    keys: Vec<String>,
-    order: Vec<usize>,
-}
-
-impl KeyOrder {
-    const fn new() -> Self {
-        Self { keys: Vec::new(), order: Vec::new() }
-    }
-
-    fn matches(&self, pairs: &[(AnswerId<'_>, RawAnswer<'_>)]) -> bool {
-        self.keys.len() == pairs.len() && self.keys.iter().zip(pairs).all(|(key, (id, _))| key == id)
-    }
-
-    fn of(pairs: &[(AnswerId<'_>, RawAnswer<'_>)]) -> Self {
-        let mut order: Vec<usize> = (0..pairs.len()).collect();
-        // Stable, so that of repeated ids the last comes last. Ids are short: comparing them
-        // byte by byte in place costs less than a call to memcmp for each comparison (same
-        // order as `str`'s).
-        order.sort_by(|&a, &b| pairs[a].0.bytes().cmp(pairs[b].0.bytes()));
-        order.dedup_by(|later, earlier| {
-            let repeated = pairs[*later].0 == pairs[*earlier].0;
-            if repeated {
-                std::mem::swap(later, earlier);
-            }
-            repeated
-        });
-        Self { keys: pairs.iter().map(|(key, _)| key.as_ref().to_owned()).collect(), order }
-    }
-}
-
-impl serde::Serialize for AnswerPairs<'_> {
-    /// As the JSON object it stands for (keys in order, each once).
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.sorted().into_iter().map(|(key, value)| (key, value)))
     }
 }
 
@@ -643,10 +575,6 @@ mod tests {
             })
             .collect();
         assert_eq!(borrowed, [true, false], "a string answer is borrowed unless it holds an escape");
-        assert_eq!(
-            serde_json::to_value(&pairs).unwrap(),
-            json!({"s01": 5, "s02": "x", "t": "a\nb", "u": [1, " "], "v": 2.5})
-        );
     }
 
     #[test]

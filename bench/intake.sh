@@ -64,7 +64,7 @@ accepted_before=$(accepted)
 batch=$(BATCH_SIZE=1000 wrk -t2 -c4 -d"$DURATION" --timeout 30s -s bench/batch.lua "$BASE/api/v1/responses/batch")
 echo "$batch" | grep -E "non-2xx|batches/s"
 echo "$batch" | awk -v stored=$(($(accepted) - accepted_before)) '/items posted/ {print "items posted " $3 ", stored as new responses " stored}'
-echo "== baseline: the same rows inserted with plain diesel in one transaction"
+echo "== baseline: the same rows inserted with plain diesel in one transaction (median of 5 rounds)"
 baseline=$(target/release/examples/batch_baseline "$DATABASE" "$CAMPAIGN" 100000)
 echo "$baseline"
 batch_rate=$(echo "$batch" | awk '/responses\/s/ {print $NF}')

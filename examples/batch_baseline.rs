@@ -3,7 +3,11 @@
 //! no checks, no tallies, no idempotency records. Prints rows per second. Then, as a second
 //! figure, the same with each response's idempotency record (a copy of one the benchmark stored,
 //! under a new key), as a batch item's `client_id` requires: responses per second.
-//! Usage: `cargo run --release --example batch_baseline -- DATABASE_URL CAMPAIGN [ROWS]`
+//!
+//! Each figure is the median of ROUNDS inserts of ROWS rows (each in its own transaction), with
+//! the slowest and fastest beside it: one insert takes about a second, and a single second on a
+//! shared machine moved the ratio it is the denominator of by a sixth between runs.
+//! Usage: `cargo run --release --example batch_baseline -- DATABASE_URL CAMPAIGN [ROWS [ROUNDS]]`
 
 use std::time::Instant;
 
@@ -15,28 +19,46 @@ use sipas::db::{self, DatabaseTarget, DbConnection, DbError};
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let (Some(url), Some(campaign)) = (args.get(1), args.get(2)) else {
-        return Err("usage: batch_baseline DATABASE_URL CAMPAIGN [ROWS]".into());
+        return Err("usage: batch_baseline DATABASE_URL CAMPAIGN [ROWS [ROUNDS]]".into());
     };
     let count: usize = args.get(3).map(|rows| rows.parse()).transpose()?.unwrap_or(100_000);
+    let rounds: usize = args.get(4).map(|rounds| rounds.parse()).transpose()?.unwrap_or(5).max(1);
     let mut conn = db::connect(&DatabaseTarget::parse(url)?)?;
     let template: Row =
         responses::table.filter(responses::campaign_id.eq(campaign)).select(Row::as_select()).first(&mut conn)?;
-    let rows: Vec<Row> = (0..count).map(|_| Row { id: ulid::Ulid::new().to_string(), ..template.clone() }).collect();
-    let seconds = insert(&mut conn, &rows, &[])?;
-    println!("baseline: {count} rows in {seconds:.2} s -> rows/s {:.0}", count as f64 / seconds);
     let record: IdempotencyKeysRow =
         idempotency_keys::table.select(IdempotencyKeysRow::as_select()).first(&mut conn)?;
-    let rows: Vec<Row> = (0..count).map(|_| Row { id: ulid::Ulid::new().to_string(), ..template.clone() }).collect();
-    let records: Vec<IdempotencyKeysRow> = rows
-        .iter()
-        .map(|row| IdempotencyKeysRow { idempotency_key: format!("baseline-{}", row.id), ..record.clone() })
-        .collect();
-    let seconds = insert(&mut conn, &rows, &records)?;
+    let new_rows =
+        || -> Vec<Row> { (0..count).map(|_| Row { id: ulid::Ulid::new().to_string(), ..template.clone() }).collect() };
+    // The two kinds of insert alternate, so that both see the database at the same sizes.
+    let (mut plain, mut with_records) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    for _ in 0..rounds {
+        plain.push(count as f64 / insert(&mut conn, &new_rows(), &[])?);
+        let rows = new_rows();
+        let records: Vec<IdempotencyKeysRow> = rows
+            .iter()
+            .map(|row| IdempotencyKeysRow { idempotency_key: format!("baseline-{}", row.id), ..record.clone() })
+            .collect();
+        with_records.push(count as f64 / insert(&mut conn, &rows, &records)?);
+    }
+    let (median, slowest, fastest) = spread(&mut plain);
     println!(
-        "baseline with idempotency records: {count} responses in {seconds:.2} s -> responses/s {:.0}",
-        count as f64 / seconds
+        "baseline: {count} rows x {rounds} rounds, rows/s slowest {slowest:.0} fastest {fastest:.0} -> median rows/s {median:.0}"
+    );
+    let (median, slowest, fastest) = spread(&mut with_records);
+    println!(
+        "baseline with idempotency records: {count} responses x {rounds} rounds, responses/s slowest {slowest:.0} \
+         fastest {fastest:.0} -> median responses/s {median:.0}"
     );
     Ok(())
+}
+
+/// The median, smallest and largest of the rates (sorted in place; never empty).
+fn spread(rates: &mut [f64]) -> (f64, f64, f64) {
+    rates.sort_by(f64::total_cmp);
+    let middle = rates.len() / 2;
+    let median = if rates.len() % 2 == 1 { rates[middle] } else { (rates[middle - 1] + rates[middle]) / 2.0 };
+    (median, rates[0], rates[rates.len() - 1])
 }
 
 /// Inserts the rows in one transaction, a thousand per statement (each thousand responses followed

@@ -200,10 +200,11 @@ pub struct ImportOptions {
     pub top_parent: Option<String>,
 }
 
-/// A row ready to write, with everything resolved.
+/// A row ready to write, with everything resolved. Its `None`s are NULL, also when inserted (so that
+/// a chunk is one multi-row INSERT on SQLite, not one statement per row).
 #[derive(Debug, Clone, PartialEq, Insertable, AsChangeset)]
 #[diesel(table_name = agencies)]
-#[diesel(treat_none_as_null = true)]
+#[diesel(treat_none_as_null = true, treat_none_as_default_value = false)]
 struct NewAgency {
     code: String,
     name_vi: String,

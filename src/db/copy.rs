@@ -3,7 +3,10 @@
 //! analyst's offline copy). Every table is copied in dependency order, streamed from the source
 //! and written in chunks inside one transaction on the target, so the target holds all of it or
 //! nothing. Row structs below mirror `schema.rs` column for column: a column added there without
-//! being added here fails to compile (`Selectable` checks it).
+//! being added here fails to compile (`Selectable` checks it). Their `None`s are written as NULL
+//! (`treat_none_as_default_value = false`): what the source holds, and on SQLite the only way a
+//! chunk is one multi-row INSERT (diesel writes rows that may take a column's default one
+//! statement each there, SQLite having no `DEFAULT` in `VALUES`).
 
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::connection::DefaultLoadingMode;
@@ -39,7 +42,7 @@ pub type CopyReport = Vec<(&'static str, usize)>;
 
 /// A row of `survey_versions`.
 #[derive(Queryable, Selectable, Insertable)]
-#[diesel(table_name = schema::survey_versions)]
+#[diesel(table_name = schema::survey_versions, treat_none_as_default_value = false)]
 struct SurveyVersionsRow {
     survey_id: String,
     version: i32,
@@ -50,7 +53,7 @@ struct SurveyVersionsRow {
 
 /// A row of `agencies`.
 #[derive(Queryable, Selectable, Insertable)]
-#[diesel(table_name = schema::agencies)]
+#[diesel(table_name = schema::agencies, treat_none_as_default_value = false)]
 struct AgenciesRow {
     id: i64,
     code: String,
@@ -66,7 +69,7 @@ struct AgenciesRow {
 
 /// A row of `agency_successions`.
 #[derive(Queryable, Selectable, Insertable)]
-#[diesel(table_name = schema::agency_successions)]
+#[diesel(table_name = schema::agency_successions, treat_none_as_default_value = false)]
 struct AgencySuccessionsRow {
     predecessor_id: i64,
     successor_id: i64,
@@ -75,7 +78,7 @@ struct AgencySuccessionsRow {
 
 /// A row of `api_keys`.
 #[derive(Queryable, Selectable, Insertable)]
-#[diesel(table_name = schema::api_keys)]
+#[diesel(table_name = schema::api_keys, treat_none_as_default_value = false)]
 struct ApiKeysRow {
     id: i64,
     name: String,
@@ -87,7 +90,7 @@ struct ApiKeysRow {
 
 /// A row of `api_key_agencies`.
 #[derive(Queryable, Selectable, Insertable)]
-#[diesel(table_name = schema::api_key_agencies)]
+#[diesel(table_name = schema::api_key_agencies, treat_none_as_default_value = false)]
 struct ApiKeyAgenciesRow {
     key_id: i64,
     agency_id: i64,
@@ -95,7 +98,7 @@ struct ApiKeyAgenciesRow {
 
 /// A row of `server_secrets`.
 #[derive(Queryable, Selectable, Insertable)]
-#[diesel(table_name = schema::server_secrets)]
+#[diesel(table_name = schema::server_secrets, treat_none_as_default_value = false)]
 struct ServerSecretsRow {
     name: String,
     value: String,
@@ -104,7 +107,7 @@ struct ServerSecretsRow {
 
 /// A row of `campaigns`.
 #[derive(Queryable, Selectable, Insertable)]
-#[diesel(table_name = schema::campaigns)]
+#[diesel(table_name = schema::campaigns, treat_none_as_default_value = false)]
 struct CampaignsRow {
     id: String,
     survey_id: String,
@@ -123,7 +126,7 @@ struct CampaignsRow {
 
 /// A row of `campaign_agencies`.
 #[derive(Queryable, Selectable, Insertable)]
-#[diesel(table_name = schema::campaign_agencies)]
+#[diesel(table_name = schema::campaign_agencies, treat_none_as_default_value = false)]
 struct CampaignAgenciesRow {
     campaign_id: String,
     agency_id: i64,
@@ -131,7 +134,7 @@ struct CampaignAgenciesRow {
 
 /// A row of `responses`, every column (also used by the batch benchmark's baseline).
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = schema::responses)]
+#[diesel(table_name = schema::responses, treat_none_as_default_value = false)]
 pub struct ResponsesRow {
     /// Response id (ULID).
     pub id: String,
@@ -161,7 +164,7 @@ pub struct ResponsesRow {
 
 /// A row of `idempotency_keys`, every column (also used by the batch benchmark's baseline).
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = schema::idempotency_keys)]
+#[diesel(table_name = schema::idempotency_keys, treat_none_as_default_value = false)]
 pub struct IdempotencyKeysRow {
     /// The key's namespace (`key:ID` for an API key).
     pub scope: String,
@@ -179,7 +182,7 @@ pub struct IdempotencyKeysRow {
 
 /// A row of `tallies`.
 #[derive(Queryable, Selectable, Insertable)]
-#[diesel(table_name = schema::tallies)]
+#[diesel(table_name = schema::tallies, treat_none_as_default_value = false)]
 struct TalliesRow {
     campaign_id: String,
     agency_id: i64,
@@ -191,7 +194,7 @@ struct TalliesRow {
 
 /// A row of `pending_tallies`.
 #[derive(Queryable, Selectable, Insertable)]
-#[diesel(table_name = schema::pending_tallies)]
+#[diesel(table_name = schema::pending_tallies, treat_none_as_default_value = false)]
 struct PendingTalliesRow {
     response_id: String,
     campaign_id: String,
@@ -200,7 +203,7 @@ struct PendingTalliesRow {
 
 /// A row of `populations`.
 #[derive(Queryable, Selectable, Insertable)]
-#[diesel(table_name = schema::populations)]
+#[diesel(table_name = schema::populations, treat_none_as_default_value = false)]
 struct PopulationsRow {
     campaign_id: String,
     agency_id: i64,
@@ -210,7 +213,7 @@ struct PopulationsRow {
 
 /// A row of `invitations`.
 #[derive(Queryable, Selectable, Insertable)]
-#[diesel(table_name = schema::invitations)]
+#[diesel(table_name = schema::invitations, treat_none_as_default_value = false)]
 struct InvitationsRow {
     id: String,
     campaign_id: String,
@@ -232,7 +235,7 @@ struct InvitationsRow {
 
 /// A row of `outbox`.
 #[derive(Queryable, Selectable, Insertable)]
-#[diesel(table_name = schema::outbox)]
+#[diesel(table_name = schema::outbox, treat_none_as_default_value = false)]
 struct OutboxRow {
     id: String,
     invitation_id: String,
@@ -248,7 +251,7 @@ struct OutboxRow {
 
 /// A row of `audit_log`.
 #[derive(Queryable, Selectable, Insertable)]
-#[diesel(table_name = schema::audit_log)]
+#[diesel(table_name = schema::audit_log, treat_none_as_default_value = false)]
 struct AuditLogRow {
     id: i64,
     at: NaiveDateTime,

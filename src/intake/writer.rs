@@ -937,8 +937,11 @@ fn dossier_rated(conn: &mut DbConnection, campaign: &str, agency_id: i64, hash: 
     Ok(count > 0)
 }
 
+/// A response's row. Its `None`s are bound as NULL (no nullable column has another default): with
+/// diesel's default, a chunk of rows that may take a column's default is written on SQLite as one
+/// INSERT per row, its SQL built for each (a tenth of the writer's time in a batch).
 #[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = responses)]
+#[diesel(table_name = responses, treat_none_as_default_value = false)]
 struct NewResponse<'a> {
     id: String,
     campaign_id: &'a str,
@@ -1011,10 +1014,10 @@ fn insert_one_by_one(
         let key = item.idempotency.as_ref().and_then(|i| keys_by_id.remove(&(i.scope.as_str(), i.key.as_str())));
         let attempt = conn.transaction::<_, diesel::result::Error, _>(|conn| {
             if let Some(response) = &response {
-                diesel::insert_into(responses::table).values(response.clone()).execute(conn)?;
+                insert_in_chunks!(conn, responses::table, std::slice::from_ref(response));
             }
             if let Some(key) = &key {
-                diesel::insert_into(idempotency_keys::table).values(key.clone()).execute(conn)?;
+                insert_in_chunks!(conn, idempotency_keys::table, std::slice::from_ref(key));
             }
             Ok(())
         });

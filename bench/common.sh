@@ -3,8 +3,12 @@
 # (SERVER, its pid; BASE, its URL; stopped on exit) and offers `create_campaign ID [OPENS_AT]`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=${BIN:-target/release/sipas}
-[ -x "$BIN" ] || cargo build --release
+# The release build of the current source, unless BIN names another binary (cargo does nothing
+# when the build is up to date).
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet
+  BIN=target/release/sipas
+fi
 WORK=${WORK:-$(mktemp -d)}
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 BASE="http://127.0.0.1:$PORT"

@@ -6,7 +6,8 @@
 # for POSTs, how many submissions the writer committed together on average (group commit).
 PORT=18181
 source "$(dirname "$0")/common.sh"
-[ -x target/release/examples/batch_baseline ] || cargo build --release --example batch_baseline
+# Built from the current source each time: the baseline shares the row types with the server.
+cargo build --release --quiet --example batch_baseline
 trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
 DURATION="${DURATION:-10s}"
 start_server "${1:-sqlite://$WORK/bench.db}"

@@ -940,7 +940,7 @@ fn dossier_rated(conn: &mut DbConnection, campaign: &str, agency_id: i64, hash: 
 /// A response's row. Its `None`s are bound as NULL (no nullable column has another default): with
 /// diesel's default, a chunk of rows that may take a column's default is written on SQLite as one
 /// INSERT per row, its SQL built for each (a tenth of the writer's time in a batch).
-#[derive(Debug, Clone, Insertable)]
+#[derive(Debug, Insertable)]
 #[diesel(table_name = responses, treat_none_as_default_value = false)]
 struct NewResponse<'a> {
     id: String,
@@ -976,7 +976,7 @@ impl<'a> NewResponse<'a> {
     }
 }
 
-#[derive(Debug, Clone, Insertable)]
+#[derive(Debug, Insertable)]
 #[diesel(table_name = idempotency_keys)]
 struct NewIdempotencyKey<'a> {
     scope: &'a str,

@@ -2,8 +2,6 @@
 //! array aligned with the definition's questions (`[4,5,null,"kinh",["a","b"]]`), trailing
 //! unanswered questions dropped. A response names its (survey, version), so the alignment is fixed.
 
-use std::collections::HashSet;
-
 use serde_json::{Map, Value};
 use unicode_normalization::UnicodeNormalization;
 
@@ -346,8 +344,8 @@ fn integer_of(raw: AnswerRef<'_>) -> Option<i64> {
     }
 }
 
-/// The option a choice names, as the definition spells it.
-fn option_of<'d>(question: &'d Question, raw: AnswerRef<'_>) -> Result<&'d str, AnswerProblem> {
+/// The position among the question's options of the option a choice names.
+fn option_index(question: &Question, raw: AnswerRef<'_>) -> Result<usize, AnswerProblem> {
     let written;
     let text = match raw {
         AnswerRef::Text(s) => s,
@@ -357,8 +355,8 @@ fn option_of<'d>(question: &'d Question, raw: AnswerRef<'_>) -> Result<&'d str, 
         }
         _ => return Err(problem(&question.id, "wrong_type", "must be one of the option values, as a string")),
     };
-    if let Some(option) = question.options.iter().find(|o| o.value == text) {
-        Ok(&option.value)
+    if let Some(index) = question.options.iter().position(|o| o.value == text) {
+        Ok(index)
     } else {
         let allowed: Vec<&str> = question.options.iter().map(|o| o.value.as_str()).collect();
         let shown: String = text.chars().take(64).collect();
@@ -383,7 +381,9 @@ fn check_one<'d>(question: &'d Question, raw: AnswerRef<'_>) -> Result<Option<An
             }
             Ok(Some(AnswerValue::Number(number)))
         }
-        QuestionKind::SingleChoice => option_of(question, raw).map(|v| Some(AnswerValue::Choice(v))),
+        QuestionKind::SingleChoice => {
+            option_index(question, raw).map(|index| Some(AnswerValue::Choice(&question.options[index].value)))
+        }
         QuestionKind::MultiChoice => {
             let AnswerRef::Other(Value::Array(items)) = raw else {
                 return Err(problem(&question.id, "wrong_type", "must be an array of option values"));
@@ -391,17 +391,23 @@ fn check_one<'d>(question: &'d Question, raw: AnswerRef<'_>) -> Result<Option<An
             if items.len() > question.options.len() {
                 return Err(problem(&question.id, "duplicate_choice", "more choices than the question has options"));
             }
-            let mut seen = HashSet::new();
-            let mut chosen = Vec::with_capacity(items.len());
+            // Marked by position: the option found once, not looked up again to order the choices.
+            let mut chosen = vec![false; question.options.len()];
             for item in items {
-                let value = option_of(question, AnswerRef::from(item))?;
-                if !seen.insert(value) {
+                let index = option_index(question, AnswerRef::from(item))?;
+                if std::mem::replace(&mut chosen[index], true) {
+                    let value = &question.options[index].value;
                     return Err(problem(&question.id, "duplicate_choice", format!("`{value}` is chosen twice")));
                 }
-                chosen.push(value);
             }
             // Stored in the definition's option order, so that equal answers compare equal.
-            chosen.sort_by_key(|v| question.options.iter().position(|o| o.value == *v));
+            let chosen: Vec<&str> = question
+                .options
+                .iter()
+                .zip(chosen)
+                .filter(|(_, chosen)| *chosen)
+                .map(|(o, _)| o.value.as_str())
+                .collect();
             Ok((!chosen.is_empty()).then_some(AnswerValue::Choices(chosen)))
         }
         QuestionKind::Text => {

@@ -742,6 +742,8 @@ fn stats_command(conn: &mut DbConnection, args: StatsArgs) -> Result<(), Failure
         compare: args.compare,
         confidence,
         language: args.lang.clone(),
+        // The command line runs with the database's own rights.
+        limited_to: None,
     };
     let cache = sipas::campaign::context::CampaignCache::default();
     let report = report::stats(conn, &cache, &args.campaign, &request).map_err(|e| match e {

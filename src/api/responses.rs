@@ -18,8 +18,9 @@ use crate::campaign::Channel;
 use crate::campaign::context::CampaignContext;
 use crate::db;
 use crate::error::{ApiError, ErrorCode, FieldError};
+use crate::intake::writer::recorded_outcome;
 use crate::intake::writer::{DOSSIER_CONFLICT_RECORD, ItemOutcome};
-use crate::intake::{self, Origin, Prepared, RawSubmission, Refusal, SubmissionProblem};
+use crate::intake::{self, Idempotency, Origin, Prepared, RawSubmission, Refusal, SubmissionProblem};
 
 /// Largest single response body.
 pub const RESPONSE_BODY_LIMIT: usize = 64 * 1024;
@@ -199,21 +200,35 @@ pub async fn create(
         .remove(&campaign_id)
         .ok_or_else(|| invalid(vec![unknown_campaign(&campaign_id)]))?;
     let origin = Origin { channel: Channel::Api, principal: Some(principal) };
-    let prepared = intake::prepare(context, submission, &origin, Utc::now(), &state.dossier_secret, idempotency)
-        .map_err(|refusal| {
-            state.metrics.refused(Channel::Api, refusal.reason());
-            match refusal {
-                Refusal::Invalid(problems) => invalid(problems),
-                Refusal::Forbidden(message) => ApiError::new(ErrorCode::Forbidden, message),
+    let prepared = match intake::prepare(context, submission, &origin, Utc::now(), &state.dossier_secret, idempotency) {
+        Ok(prepared) => prepared,
+        Err(Refusal::OutsideWindow { problems, idempotency }) => {
+            let recorded = db::run(&state.pool, move |conn| recorded_outcome(conn, &idempotency)).await?;
+            if recorded.is_none() {
+                state.metrics.refused(Channel::Api, "invalid");
             }
-        })?;
+            return single_result(recorded.ok_or_else(|| invalid(problems))?);
+        }
+        Err(refusal) => {
+            state.metrics.refused(Channel::Api, refusal.reason());
+            return Err(match refusal {
+                Refusal::Forbidden(message) => ApiError::new(ErrorCode::Forbidden, message),
+                Refusal::Invalid(problems) | Refusal::OutsideWindow { problems, .. } => invalid(problems),
+            });
+        }
+    };
     let outcome = state.writer.write(vec![prepared]).await?.into_iter().next();
+    single_result(outcome.ok_or_else(|| ApiError::new(ErrorCode::Internal, "the writer returned no result"))?)
+}
+
+/// The answer to a single posted response, from the writer's outcome (or a recorded one).
+fn single_result(outcome: ItemOutcome) -> Result<HttpResponse, ApiError> {
     match outcome {
-        Some(ItemOutcome::Created { id, received_at }) => Ok(HttpResponse::Created()
+        ItemOutcome::Created { id, received_at } => Ok(HttpResponse::Created()
             .insert_header((header::LOCATION, format!("/api/v1/responses/{id}")))
             .content_type("application/json")
             .body(intake::writer::created_record(&id, received_at))),
-        Some(ItemOutcome::Replayed { status, record }) => {
+        ItemOutcome::Replayed { status, record } => {
             let mut response = match status {
                 201 => HttpResponse::Created().content_type("application/json").body(record),
                 _ if record == DOSSIER_CONFLICT_RECORD => actix_web::ResponseError::error_response(&dossier_conflict()),
@@ -227,12 +242,11 @@ pub async fn create(
                 .insert(header::HeaderName::from_static("idempotent-replayed"), HeaderValue::from_static("true"));
             Ok(response)
         }
-        Some(ItemOutcome::KeyReused) => Err(key_reused()),
-        Some(ItemOutcome::InvitationUsed) => {
+        ItemOutcome::KeyReused => Err(key_reused()),
+        ItemOutcome::InvitationUsed => {
             Err(ApiError::new(ErrorCode::InvitationUsed, "the invitation's link has already been used"))
         }
-        Some(ItemOutcome::DossierConflict) => Err(dossier_conflict()),
-        None => Err(ApiError::new(ErrorCode::Internal, "the writer returned no result")),
+        ItemOutcome::DossierConflict => Err(dossier_conflict()),
     }
 }
 
@@ -276,6 +290,8 @@ pub async fn batch(
     let now = Utc::now();
     let mut results: Vec<BatchResult> = Vec::with_capacity(items.len());
     let mut to_write: Vec<(usize, Prepared)> = Vec::new();
+    // Items outside their campaign's window that may be retries: answered from their first result.
+    let mut to_look_up: Vec<(usize, Vec<SubmissionProblem>, Idempotency)> = Vec::new();
     for (index, item) in items.into_iter().enumerate() {
         // An item that is not an object has no client_id either.
         let client_id = item.as_ref().and_then(|raw| raw.text_field("client_id")).map(str::to_owned);
@@ -315,10 +331,14 @@ pub async fn batch(
                 to_write.push((index, prepared));
                 results.push(refuse(0, Vec::new()));
             }
+            Err(Refusal::OutsideWindow { problems, idempotency }) => {
+                to_look_up.push((index, problems, idempotency));
+                results.push(refuse(0, Vec::new()));
+            }
             Err(refusal) => {
                 state.metrics.refused(Channel::Api, refusal.reason());
                 results.push(match refusal {
-                    Refusal::Invalid(problems) => refuse(422, problems),
+                    Refusal::Invalid(problems) | Refusal::OutsideWindow { problems, .. } => refuse(422, problems),
                     Refusal::Forbidden(message) => {
                         refuse(403, vec![SubmissionProblem { field: "agency".to_owned(), code: "forbidden", message }])
                     }
@@ -326,8 +346,30 @@ pub async fn batch(
             }
         }
     }
-    let (indexes, prepared): (Vec<usize>, Vec<Prepared>) = to_write.into_iter().unzip();
-    let outcomes = if prepared.is_empty() { Vec::new() } else { state.writer.write(prepared).await? };
+    let (mut indexes, prepared): (Vec<usize>, Vec<Prepared>) = to_write.into_iter().unzip();
+    let mut outcomes = if prepared.is_empty() { Vec::new() } else { state.writer.write(prepared).await? };
+    if !to_look_up.is_empty() {
+        let keys: Vec<Idempotency> = to_look_up.iter().map(|(_, _, idempotency)| idempotency.clone()).collect();
+        let recorded = db::run(&state.pool, move |conn| {
+            keys.iter()
+                .map(|idempotency| recorded_outcome(conn, idempotency))
+                .collect::<Result<Vec<_>, crate::db::DbError>>()
+        })
+        .await?;
+        for ((index, problems, _), outcome) in to_look_up.into_iter().zip(recorded) {
+            match outcome {
+                Some(outcome) => {
+                    indexes.push(index);
+                    outcomes.push(outcome);
+                }
+                None => {
+                    state.metrics.refused(Channel::Api, "invalid");
+                    results[index].status = 422;
+                    results[index].errors = problems_to_errors(problems);
+                }
+            }
+        }
+    }
     for (index, outcome) in indexes.into_iter().zip(outcomes) {
         let result = &mut results[index];
         match outcome {
@@ -401,7 +443,7 @@ pub async fn detail(
     key: Authenticated,
     id: web::Path<String>,
 ) -> Result<web::Json<StoredResponse>, ApiError> {
-    key.require(&[Role::Analyst, Role::Admin])?;
+    let limited_to = key.require(&[Role::Analyst, Role::Admin])?.read_limit();
     let id = id.into_inner();
     let lookup = id.clone();
     let cache = state.campaigns.clone();
@@ -409,6 +451,13 @@ pub async fn detail(
         let Some(row) = crate::intake::store::response(conn, &lookup)? else { return Ok::<_, ApiError>(None) };
         let context =
             cache.get(conn, &row.campaign_id)?.ok_or_else(|| ApiError::new(ErrorCode::Internal, "campaign missing"))?;
+        // A response of an agency outside the key's limit is, to that key, no response: saying
+        // it exists would already tell something.
+        if let Some(limit) = &limited_to
+            && !context.tree.find(&row.agency_code).is_some_and(|node| context.tree.within(node.id, limit))
+        {
+            return Ok(None);
+        }
         Ok(Some((row, context)))
     })
     .await?;

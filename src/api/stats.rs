@@ -12,6 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::Authenticated;
 use crate::app::AppState;
 use crate::auth::Role;
+use crate::campaign::context::CampaignContext;
 use crate::db::{self, DbError};
 use crate::error::{ApiError, ErrorCode, FieldError};
 use crate::report::microdata::{self, Codebook, ExportError, MicrodataFormat, Reliability, XLSX_MAX_ROWS};
@@ -92,12 +93,34 @@ fn report_error(error: ReportError) -> ApiError {
                 code: "other_survey".to_owned(),
                 message: error.to_string(),
             }]),
+        error @ ReportError::OutsideKeyScope { .. } => {
+            let message = error.to_string();
+            ApiError::new(ErrorCode::Forbidden, message.clone()).with_errors(vec![FieldError {
+                field: "agency".to_owned(),
+                code: "outside_key_scope".to_owned(),
+                message,
+            }])
+        }
         ReportError::Db(error) => error.into(),
     }
 }
 
-fn analyst(key: Authenticated) -> Result<(), ApiError> {
-    key.require(&[Role::Analyst, Role::Admin]).map(|_| ())
+/// The agencies an analyst or admin key may read (`None`: all), or 403 for other roles.
+fn analyst(key: Authenticated) -> Result<Option<Vec<i64>>, ApiError> {
+    key.require(&[Role::Analyst, Role::Admin]).map(|principal| principal.read_limit())
+}
+
+/// The population table spans the whole campaign: a key limited to some agencies reads and
+/// replaces it only when the top of the campaign's tree is within them.
+fn whole_campaign(context: &CampaignContext, limited_to: Option<&[i64]>) -> Result<(), ReportError> {
+    match (limited_to, context.tree.root) {
+        (None, _) => Ok(()),
+        (Some(limit), Some(root)) if context.tree.within(root, limit) => Ok(()),
+        (Some(limit), root) => Err(ReportError::OutsideKeyScope {
+            agency: root.and_then(|r| context.tree.node(r)).map(|n| n.code.clone()).unwrap_or_default(),
+            allowed: limit.iter().filter_map(|id| context.tree.node(*id)).map(|n| n.code.clone()).collect(),
+        }),
+    }
 }
 
 fn attachment(name: &str) -> (header::HeaderName, String) {
@@ -125,7 +148,7 @@ pub async fn stats(
     id: web::Path<String>,
     query: web::Query<StatsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    analyst(key)?;
+    let limited_to = analyst(key)?;
     let query = query.into_inner();
     let confidence = match query.confidence {
         None => Confidence::default(),
@@ -142,6 +165,7 @@ pub async fn stats(
         compare: query.compare,
         confidence,
         language: language(query.lang.as_deref())?,
+        limited_to,
     };
     let campaign = id.into_inner();
     let cache = state.campaigns.clone();
@@ -191,7 +215,8 @@ pub async fn put_population(
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let analyst_key = key.require(&[Role::Analyst, Role::Admin])?.key_id;
+    let principal = key.require(&[Role::Analyst, Role::Admin])?;
+    let (analyst_key, limited_to) = (principal.key_id, principal.read_limit());
     if super::media_type(&request) != "text/csv" {
         return Err(ApiError::new(ErrorCode::UnsupportedMediaType, "send the population table as text/csv"));
     }
@@ -202,6 +227,7 @@ pub async fn put_population(
     let cache = state.campaigns.clone();
     let outcome = db::run(&state.pool, move |conn| {
         let Some(context) = cache.get(conn, &campaign)? else { return Ok(Err(None)) };
+        whole_campaign(&context, limited_to.as_deref())?;
         match population::parse(&context, &text) {
             Ok(rows) => crate::audit::audited(
                 conn,
@@ -210,12 +236,13 @@ pub async fn put_population(
                 |conn| population::replace(conn, &campaign, &rows),
                 |n| Some((campaign.clone(), serde_json::json!({"rows": n}))),
             )
-            .map(|n| Ok((n, rows.len()))),
+            .map(|n| Ok((n, rows.len())))
+            .map_err(ReportError::from),
             Err(problems) => Ok(Err(Some(problems))),
         }
     })
     .await
-    .map_err(|e: DbError| ApiError::from(e))?;
+    .map_err(report_error)?;
     match outcome {
         Ok((rows, _)) => Ok(HttpResponse::Ok().json(serde_json::json!({"rows": rows}))),
         Err(None) => Err(ApiError::new(ErrorCode::CampaignNotFound, "no such campaign")),
@@ -237,15 +264,17 @@ pub async fn get_population(
     key: Authenticated,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    analyst(key)?;
+    let limited_to = analyst(key)?;
     let campaign = id.into_inner();
     let cache = state.campaigns.clone();
     let csv = db::run(&state.pool, move |conn| {
-        let Some(context) = cache.get(conn, &campaign)? else { return Ok::<_, DbError>(None) };
+        let Some(context) = cache.get(conn, &campaign)? else { return Ok::<_, ReportError>(None) };
+        whole_campaign(&context, limited_to.as_deref())?;
         let table = population::load(conn, &campaign)?;
         Ok(Some(population::to_csv(&context, &table)))
     })
-    .await?;
+    .await
+    .map_err(report_error)?;
     let csv = csv.ok_or_else(|| ApiError::new(ErrorCode::CampaignNotFound, "no such campaign"))?;
     Ok(HttpResponse::Ok().content_type("text/csv; charset=utf-8").body(csv))
 }
@@ -308,7 +337,7 @@ pub async fn export_responses(
     id: web::Path<String>,
     query: web::Query<MicrodataQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    analyst(key)?;
+    let limited_to = analyst(key)?;
     let format = query.format.unwrap_or(MicrodataFormat::Csv);
     let campaign = id.into_inner();
     let cache = state.campaigns.clone();
@@ -316,15 +345,11 @@ pub async fn export_responses(
     let lookup = campaign.clone();
     let (context, agencies) = db::run(&state.pool, move |conn| {
         let context = cache.get(conn, &lookup)?.ok_or_else(|| ReportError::CampaignNotFound(lookup.clone()))?;
-        let agencies = match &code {
-            None => None,
-            Some(code) => {
-                let node = context
-                    .tree
-                    .find(code)
-                    .ok_or_else(|| ReportError::AgencyNotInCampaign(code.clone(), lookup.clone()))?;
-                (Some(node.id) != context.tree.root).then(|| microdata::subtree(&context, node.id))
-            }
+        let agencies = if code.is_none() && limited_to.is_none() {
+            None
+        } else {
+            let node = report::readable_agency(&context.tree, &lookup, code.as_deref(), limited_to.as_deref())?;
+            (Some(node) != context.tree.root).then(|| microdata::subtree(&context, node))
         };
         Ok::<_, ReportError>((context, agencies))
     })
@@ -446,25 +471,14 @@ pub async fn get_reliability(
     id: web::Path<String>,
     query: web::Query<ReliabilityQuery>,
 ) -> Result<web::Json<Reliability>, ApiError> {
-    analyst(key)?;
+    let limited_to = analyst(key)?;
     let language = language(query.lang.as_deref())?;
     let campaign = id.into_inner();
     let cache = state.campaigns.clone();
     let code = query.agency.clone();
     let result = db::run(&state.pool, move |conn| {
         let context = cache.get(conn, &campaign)?.ok_or_else(|| ReportError::CampaignNotFound(campaign.clone()))?;
-        let agency = match &code {
-            Some(code) => {
-                context
-                    .tree
-                    .find(code)
-                    .ok_or_else(|| ReportError::AgencyNotInCampaign(code.clone(), campaign.clone()))?
-                    .id
-            }
-            None => {
-                context.tree.root.ok_or_else(|| ReportError::AgencyNotInCampaign(String::new(), campaign.clone()))?
-            }
-        };
+        let agency = report::readable_agency(&context.tree, &campaign, code.as_deref(), limited_to.as_deref())?;
         microdata::reliability(conn, &context, agency, &language).map_err(|e| match e {
             ExportError::Db(db) => ReportError::Db(db),
             other => ReportError::Db(DbError::Corrupt(other.to_string())),

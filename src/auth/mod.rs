@@ -81,6 +81,15 @@ pub struct Principal {
     pub scope: Vec<AgencyId>,
 }
 
+impl Principal {
+    /// The agencies (each with its subtree) whose figures and rows this key may read, or `None`
+    /// for all. Only analyst keys are limited in what they read: a partner key reads nothing, and
+    /// an admin key could issue itself an unlimited one.
+    pub fn read_limit(&self) -> Option<Vec<i64>> {
+        (self.role == Role::Analyst && !self.scope.is_empty()).then(|| self.scope.iter().map(|a| a.0).collect())
+    }
+}
+
 /// Why a key could not be created or changed.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -230,12 +239,26 @@ pub fn revoke_key(conn: &mut DbConnection, id: i64) -> Result<bool, DbError> {
     Ok(api_keys::table.find(id).count().get_result::<i64>(conn)? == 1)
 }
 
-/// The role of a key that exists and is not revoked (a signed-in session stays valid only while
-/// its key does).
-pub fn active_role(conn: &mut DbConnection, id: i64) -> Result<Option<Role>, DbError> {
+/// The principal of a key that exists and is not revoked (a signed-in session stays valid only
+/// while its key does, and reads within the key's agencies).
+pub fn active_principal(conn: &mut DbConnection, id: i64) -> Result<Option<Principal>, DbError> {
     let row: Option<(String, Option<NaiveDateTime>)> =
         api_keys::table.find(id).select((api_keys::role, api_keys::revoked_at)).first(conn).optional()?;
-    Ok(row.filter(|(_, revoked)| revoked.is_none()).and_then(|(role, _)| role.parse().ok()))
+    let Some(role) = row.filter(|(_, revoked)| revoked.is_none()).and_then(|(role, _)| role.parse::<Role>().ok())
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Principal { key_id: id, role, scope: key_scope(conn, id)? }))
+}
+
+fn key_scope(conn: &mut DbConnection, id: i64) -> Result<Vec<AgencyId>, DbError> {
+    Ok(api_key_agencies::table
+        .filter(api_key_agencies::key_id.eq(id))
+        .select(api_key_agencies::agency_id)
+        .load::<i64>(conn)?
+        .into_iter()
+        .map(AgencyId)
+        .collect())
 }
 
 /// The principal behind a bearer token, or `None` when the token is malformed, unknown or revoked.
@@ -256,12 +279,5 @@ pub fn authenticate(conn: &mut DbConnection, token: &str) -> Result<Option<Princ
         return Ok(None);
     }
     let Ok(role) = role.parse::<Role>() else { return Ok(None) };
-    let scope = api_key_agencies::table
-        .filter(api_key_agencies::key_id.eq(id))
-        .select(api_key_agencies::agency_id)
-        .load::<i64>(conn)?
-        .into_iter()
-        .map(AgencyId)
-        .collect();
-    Ok(Some(Principal { key_id: id, role, scope }))
+    Ok(Some(Principal { key_id: id, role, scope: key_scope(conn, id)? }))
 }

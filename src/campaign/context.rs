@@ -94,6 +94,21 @@ impl CampaignTree {
     pub fn node(&self, id: i64) -> Option<&Node> {
         self.nodes.get(&id)
     }
+
+    /// Whether `node` is one of `agencies` or lies below one of them. The tree holds every
+    /// ancestor of its members, so the walk up reaches any agency above.
+    pub fn within(&self, node: i64, agencies: &[i64]) -> bool {
+        let mut cursor = Some(node);
+        // The registry's depth is a handful of levels; the bound only guards against a cycle.
+        for _ in 0..64 {
+            let Some(id) = cursor else { return false };
+            if agencies.contains(&id) {
+                return true;
+            }
+            cursor = self.node(id).and_then(|n| n.parent);
+        }
+        false
+    }
 }
 
 impl CampaignContext {

@@ -397,13 +397,22 @@ pub enum Refusal {
     Invalid(Vec<SubmissionProblem>),
     /// The key may not post here (403).
     Forbidden(String),
+    /// A request that is right in every other way, but outside the campaign's window (422 unless
+    /// it is a retry): if its idempotency key already holds the result of the same request, sent
+    /// while the campaign was open, that result is the answer.
+    OutsideWindow {
+        /// Why the window refuses it.
+        problems: Vec<SubmissionProblem>,
+        /// The key and content hash to look the first result up with.
+        idempotency: Idempotency,
+    },
 }
 
 impl Refusal {
     /// The reason as counted in the metrics.
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::Invalid(_) => "invalid",
+            Self::Invalid(_) | Self::OutsideWindow { .. } => "invalid",
             Self::Forbidden(_) => "forbidden",
         }
     }
@@ -436,6 +445,8 @@ pub fn prepare(
 ) -> Result<Prepared, Refusal> {
     let campaign = &context.campaign;
     let definition = &context.definition;
+    // The window is kept apart: a retry sent after the close is answered from its first result.
+    let mut window = Vec::new();
     let mut problems = Vec::new();
     if !campaign.channels.contains(&origin.channel) {
         problems.push(fault(
@@ -445,13 +456,13 @@ pub fn prepare(
         ));
     }
     if now < campaign.opens_at {
-        problems.push(fault(
+        window.push(fault(
             "campaign",
             "campaign_not_open",
             format!("campaign `{}` opens at {}", campaign.id, campaign.opens_at.to_rfc3339()),
         ));
     } else if now >= campaign.closes_at {
-        problems.push(fault(
+        window.push(fault(
             "campaign",
             "campaign_closed",
             format!("campaign `{}` closed at {}", campaign.id, campaign.closes_at.to_rfc3339()),
@@ -496,7 +507,8 @@ pub fn prepare(
         return Err(Refusal::Forbidden(format!("this key may not post responses for agency `{}`", submission.agency)));
     }
     let (Some(member), Some(answers), true) = (member, answers, problems.is_empty()) else {
-        return Err(Refusal::Invalid(problems));
+        window.extend(problems);
+        return Err(Refusal::Invalid(window));
     };
     let tally = response_tally(definition, &context.layout, &answers);
     let cells = response_cells(&context.layout, &answers);
@@ -524,7 +536,13 @@ pub fn prepare(
         key,
         request_hash: prepared.content_hash(),
     });
-    Ok(prepared)
+    if window.is_empty() {
+        return Ok(prepared);
+    }
+    match prepared.idempotency {
+        Some(idempotency) => Err(Refusal::OutsideWindow { problems: window, idempotency }),
+        None => Err(Refusal::Invalid(window)),
+    }
 }
 
 impl Prepared {

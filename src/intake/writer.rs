@@ -913,6 +913,13 @@ fn stored_results<'a>(
 }
 
 /// The recorded result of an earlier request with this key, if any.
+/// The recorded result of an earlier request under the same idempotency key, read outside the
+/// writer: for a retry that can no longer be stored (its campaign has closed), so nothing can
+/// be written under the key meanwhile.
+pub fn recorded_outcome(conn: &mut DbConnection, idempotency: &Idempotency) -> Result<Option<ItemOutcome>, DbError> {
+    stored_result(conn, &idempotency.scope, &idempotency.key, &idempotency.request_hash)
+}
+
 fn stored_result(
     conn: &mut DbConnection,
     scope: &str,

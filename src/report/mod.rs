@@ -15,7 +15,7 @@ use diesel::prelude::*;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::campaign::context::{CampaignCache, CampaignContext};
+use crate::campaign::context::{CampaignCache, CampaignContext, CampaignTree, Node};
 use crate::db::schema::{agency_successions, tallies};
 use crate::db::{DbConnection, DbError};
 use crate::intake::pending::pending_deltas;
@@ -102,6 +102,10 @@ pub struct StatsRequest {
     pub confidence: Confidence,
     /// Language of labels (`vi` or `en`).
     pub language: String,
+    /// Agencies (each with its subtree) the reader is limited to; `None` for no limit. The
+    /// agency asked about must lie within them; its parent's figures still appear as the line it
+    /// is compared with, an aggregate that names no other unit.
+    pub limited_to: Option<Vec<i64>>,
 }
 
 /// Why a report can't be made.
@@ -127,6 +131,17 @@ pub enum ReportError {
     /// The earlier campaign is of another survey.
     #[error("campaign `{0}` is of survey `{1}`, not `{2}`")]
     NotComparable(String, String, String),
+    /// The reader's key is limited to other agencies.
+    #[error(
+        "`{agency}` is outside the agencies this key is limited to (of this campaign's: {})",
+        if allowed.is_empty() { "none".to_owned() } else { allowed.join(", ") }
+    )]
+    OutsideKeyScope {
+        /// The agency asked about (empty when none was named and the top of the tree is outside).
+        agency: String,
+        /// Codes of the key's agencies that are in this campaign.
+        allowed: Vec<String>,
+    },
     /// The database failed.
     #[error(transparent)]
     Db(#[from] DbError),
@@ -403,6 +418,38 @@ fn level(
     (units, parent)
 }
 
+/// The agency a report is about: the one named, or else the top of the campaign's tree. A reader
+/// limited to some agencies may only name those or agencies below them; naming none, such a
+/// reader gets the one agency of theirs that is in the campaign when the top is outside their
+/// limit.
+pub fn readable_agency(
+    tree: &CampaignTree,
+    campaign: &str,
+    code: Option<&str>,
+    limited_to: Option<&[i64]>,
+) -> Result<i64, ReportError> {
+    let named = match code {
+        Some(code) => Some(
+            tree.find(code).ok_or_else(|| ReportError::AgencyNotInCampaign(code.to_owned(), campaign.to_owned()))?.id,
+        ),
+        None => None,
+    };
+    let Some(limit) = limited_to else {
+        return named.or(tree.root).ok_or_else(|| ReportError::AgencyNotInCampaign(String::new(), campaign.to_owned()));
+    };
+    let mut own: Vec<&Node> = limit.iter().filter_map(|id| tree.node(*id)).collect();
+    own.sort_by(|a, b| a.code.cmp(&b.code));
+    let outside =
+        |agency: String| ReportError::OutsideKeyScope { agency, allowed: own.iter().map(|n| n.code.clone()).collect() };
+    match (named, tree.root) {
+        (Some(id), _) if tree.within(id, limit) => Ok(id),
+        (Some(_), _) => Err(outside(code.unwrap_or_default().to_owned())),
+        (None, Some(root)) if tree.within(root, limit) => Ok(root),
+        (None, _) if own.len() == 1 => Ok(own[0].id),
+        (None, root) => Err(outside(root.and_then(|r| tree.node(r)).map(|n| n.code.clone()).unwrap_or_default())),
+    }
+}
+
 /// Builds a statistics report, from one snapshot of the database.
 pub fn stats(
     conn: &mut DbConnection,
@@ -421,12 +468,7 @@ fn stats_in_snapshot(
 ) -> Result<StatsReport, ReportError> {
     let context = cache.get(conn, campaign)?.ok_or_else(|| ReportError::CampaignNotFound(campaign.to_owned()))?;
     let tree = context.tree.clone();
-    let target = match &request.agency {
-        Some(code) => {
-            tree.find(code).ok_or_else(|| ReportError::AgencyNotInCampaign(code.clone(), campaign.to_owned()))?.id
-        }
-        None => tree.root.ok_or_else(|| ReportError::AgencyNotInCampaign(String::new(), campaign.to_owned()))?,
-    };
+    let target = readable_agency(&tree, campaign, request.agency.as_deref(), request.limited_to.as_deref())?;
     let definition = context.definition.clone();
     let breakdown = match request.breakdown.as_deref() {
         None => None,

@@ -710,6 +710,14 @@ pub async fn submit(
             Some(submission.clone()),
         )
     });
+    if let Err(Refusal::OutsideWindow { idempotency, .. }) = &prepared {
+        let idempotency = idempotency.clone();
+        let recorded = db::run(&state.pool, move |conn| intake::writer::recorded_outcome(conn, &idempotency)).await;
+        if let Ok(Some(ItemOutcome::Replayed { .. } | ItemOutcome::KeyReused)) = recorded {
+            // The same form sent again after the campaign closed: it was stored while it was open.
+            return message(StatusCode::OK, t, t.thanks_heading, vec![t.thanks_body, t.already_received], None);
+        }
+    }
     let prepared = match prepared {
         Ok(mut prepared) => {
             prepared.invitation = target.invitation.clone();

@@ -178,17 +178,28 @@ fn with_query(path: &str, pairs: &[(&str, &str)]) -> String {
     format!("{path}?{}", serde_urlencoded::to_string(pairs).unwrap_or_default())
 }
 
-/// Who is looking: signed in or not, and whether a session cookie sent was not valid (to be
-/// removed).
+/// Who is looking: signed in or not (and then limited to some agencies or not), and whether a
+/// session cookie sent was not valid (to be removed).
 struct Viewer {
     signed_in: bool,
+    /// The agencies a signed-in analyst's key is limited to (`None`: all).
+    limited_to: Option<Vec<i64>>,
     stale_cookie: bool,
 }
 
+impl Viewer {
+    /// What this viewer may see of `campaign`: everything when its results are public, else
+    /// what the key allows.
+    fn limit_for(&self, campaign: &Campaign) -> Option<Vec<i64>> {
+        if campaign.results_public { None } else { self.limited_to.clone() }
+    }
+}
+
 async fn viewer(state: &AppState, request: &HttpRequest) -> Result<Viewer, DbError> {
-    let signed_in = session::signed_in(state, request).await?;
+    let principal = session::signed_in(state, request).await?;
+    let signed_in = principal.is_some();
     let stale_cookie = !signed_in && request.cookie(session::SESSION_COOKIE).is_some();
-    Ok(Viewer { signed_in, stale_cookie })
+    Ok(Viewer { signed_in, limited_to: principal.and_then(|p| p.read_limit()), stale_cookie })
 }
 
 fn finish(mut response: HttpResponse, viewer: &Viewer, state: &AppState, request: &HttpRequest) -> HttpResponse {
@@ -256,8 +267,15 @@ struct View {
     breadcrumbs: Vec<(String, String)>,
 }
 
-fn request_for(agency: Option<String>, scope: Scope, compare: Option<String>, lang: &str) -> StatsRequest {
+fn request_for(
+    agency: Option<String>,
+    scope: Scope,
+    compare: Option<String>,
+    lang: &str,
+    limited_to: Option<&[i64]>,
+) -> StatsRequest {
     StatsRequest {
+        limited_to: limited_to.map(<[i64]>::to_vec),
         agency,
         scope,
         rollup: Rollup::MeanOfUnits,
@@ -274,8 +292,8 @@ fn unit_of<'r>(report: &'r StatsReport, code: &str) -> Option<&'r UnitReport> {
     report.parent.iter().find(|p| p.agency.code == code).or_else(|| report.units.iter().find(|u| u.agency.code == code))
 }
 
-/// The campaign's report for the page (the unit's children, or its siblings when it has none),
-/// compared with `compare`.
+/// The campaign's report for the page (the unit's children, or its siblings when it has none and
+/// the viewer may see them), compared with `compare`.
 fn page_report(
     conn: &mut DbConnection,
     cache: &CampaignCache,
@@ -283,12 +301,13 @@ fn page_report(
     agency: Option<&str>,
     compare: Option<String>,
     lang: &str,
+    limited_to: Option<&[i64]>,
 ) -> Result<(StatsReport, String, bool), ReportError> {
     let children = report::stats(
         conn,
         cache,
         campaign,
-        &request_for(agency.map(str::to_owned), Scope::Children, compare.clone(), lang),
+        &request_for(agency.map(str::to_owned), Scope::Children, compare.clone(), lang, limited_to),
     )?;
     let code = match (&children.parent, agency) {
         (Some(parent), _) => parent.agency.code.clone(),
@@ -302,9 +321,13 @@ fn page_report(
     let context = cache.get(conn, campaign)?.ok_or_else(|| ReportError::CampaignNotFound(campaign.to_owned()))?;
     let parent = context.tree.find(&code).and_then(|n| n.parent).and_then(|p| context.tree.node(p));
     let Some(parent) = parent else { return Ok((children, code, false)) };
-    let siblings =
-        report::stats(conn, cache, campaign, &request_for(Some(parent.code.clone()), Scope::Children, compare, lang))?;
-    Ok((siblings, code, true))
+    let among_siblings = request_for(Some(parent.code.clone()), Scope::Children, compare, lang, limited_to);
+    match report::stats(conn, cache, campaign, &among_siblings) {
+        Ok(siblings) => Ok((siblings, code, true)),
+        // The siblings lie outside what the viewer's key may see: the unit alone.
+        Err(ReportError::OutsideKeyScope { .. }) => Ok((children, code, false)),
+        Err(error) => Err(error),
+    }
 }
 
 fn load_view(
@@ -314,16 +337,18 @@ fn load_view(
     earlier: &[Campaign],
     agency: Option<&str>,
     lang: &str,
+    limited_to: Option<&[i64]>,
 ) -> Result<View, ReportError> {
     let previous = earlier.last().cloned();
     let (report, code, siblings) =
-        page_report(conn, cache, &current.id, agency, previous.as_ref().map(|c| c.id.clone()), lang)?;
+        page_report(conn, cache, &current.id, agency, previous.as_ref().map(|c| c.id.clone()), lang, limited_to)?;
     let mut trend = Vec::new();
     for campaign in earlier {
         let point = if previous.as_ref().is_some_and(|p| p.id == campaign.id) {
             unit_of(&report, &code).and_then(|u| u.figures.index.change.flatten())
         } else {
-            let (other, _, _) = page_report(conn, cache, &current.id, Some(&code), Some(campaign.id.clone()), lang)?;
+            let (other, _, _) =
+                page_report(conn, cache, &current.id, Some(&code), Some(campaign.id.clone()), lang, limited_to)?;
             unit_of(&other, &code).and_then(|u| u.figures.index.change.flatten())
         };
         trend.push((campaign.clone(), point.map(|c| (c.previous, c.previous_ci_low, c.previous_ci_high))));
@@ -401,6 +426,9 @@ fn report_failure(t: &'static ResultsTexts, error: ReportError) -> HttpResponse 
         ReportError::CampaignNotFound(_) | ReportError::AgencyNotInCampaign(..) => {
             message(t, StatusCode::NOT_FOUND, t.not_found_heading, t.not_found_body, None)
         }
+        ReportError::OutsideKeyScope { .. } => {
+            message(t, StatusCode::FORBIDDEN, t.outside_scope_heading, t.outside_scope_body, None)
+        }
         other => {
             tracing::warn!(error.cause = %other, "results view refused");
             message(t, StatusCode::BAD_REQUEST, t.not_found_heading, t.not_found_body, None)
@@ -420,8 +448,9 @@ pub async fn page(state: web::Data<AppState>, request: HttpRequest, id: web::Pat
     };
     let cache = state.campaigns.clone();
     let (campaign_for_load, agency) = (current.clone(), query.agency.clone());
+    let limited_to = viewer.limit_for(&current);
     let view = db::run(&state.pool, move |conn| {
-        load_view(conn, &cache, &campaign_for_load, &earlier, agency.as_deref(), lang)
+        load_view(conn, &cache, &campaign_for_load, &earlier, agency.as_deref(), lang, limited_to.as_deref())
     })
     .await;
     let view = match view {
@@ -882,9 +911,11 @@ pub async fn download(
     let cache = state.campaigns.clone();
     let (campaign_id, agency) = (current.id.clone(), query.agency.clone());
     let previous = earlier.last().map(|c| c.id.clone());
-    let built =
-        db::run(&state.pool, move |conn| page_report(conn, &cache, &campaign_id, agency.as_deref(), previous, lang))
-            .await;
+    let limited_to = viewer.limit_for(&current);
+    let built = db::run(&state.pool, move |conn| {
+        page_report(conn, &cache, &campaign_id, agency.as_deref(), previous, lang, limited_to.as_deref())
+    })
+    .await;
     let (report, code, _) = match built {
         Ok(built) => built,
         Err(error) => return finish(report_failure(t, error), &viewer, &state, &request),

@@ -18,7 +18,7 @@ use subtle::ConstantTimeEq;
 use super::form::{csrf_cookie, csrf_token, language, new_cookie_value, query_value, render, set_cookie};
 use super::texts::{ResultsTexts as Texts, results_texts as texts};
 use crate::app::AppState;
-use crate::auth::{self, Role};
+use crate::auth::{self, Principal, Role};
 use crate::db::{self, DbError};
 
 /// Name of the session cookie.
@@ -50,14 +50,14 @@ pub fn verify(secret: &[u8], value: &str, now: i64) -> Option<i64> {
     (genuine && !expected.is_empty() && now < expires).then_some(key_id)
 }
 
-/// Whether the request comes from a signed-in analyst or admin whose key is still valid.
-pub async fn signed_in(state: &AppState, request: &HttpRequest) -> Result<bool, DbError> {
-    let Some(cookie) = request.cookie(SESSION_COOKIE) else { return Ok(false) };
+/// The signed-in analyst or admin behind the request, while the key is still valid.
+pub async fn signed_in(state: &AppState, request: &HttpRequest) -> Result<Option<Principal>, DbError> {
+    let Some(cookie) = request.cookie(SESSION_COOKIE) else { return Ok(None) };
     let Some(key_id) = verify(&state.dossier_secret, cookie.value(), Utc::now().timestamp()) else {
-        return Ok(false);
+        return Ok(None);
     };
-    let role = db::run(&state.pool, move |conn| auth::active_role(conn, key_id)).await?;
-    Ok(matches!(role, Some(Role::Analyst | Role::Admin)))
+    let principal = db::run(&state.pool, move |conn| auth::active_principal(conn, key_id)).await?;
+    Ok(principal.filter(|p| matches!(p.role, Role::Analyst | Role::Admin)))
 }
 
 fn session_cookie(value: &str, max_age: i64, secure_only: bool) -> Option<HeaderValue> {

@@ -243,6 +243,8 @@ pub struct ResultsTexts {
     pub(crate) not_public_body: &'static str,
     pub(crate) not_found_heading: &'static str,
     pub(crate) not_found_body: &'static str,
+    pub(crate) outside_scope_heading: &'static str,
+    pub(crate) outside_scope_body: &'static str,
     pub(crate) unavailable: &'static str,
 }
 
@@ -311,6 +313,8 @@ pub static RESULTS_VI: ResultsTexts = ResultsTexts {
     not_public_body: "Kết quả của đợt khảo sát này chưa công khai. Cán bộ phân tích có thể đăng nhập để xem.",
     not_found_heading: "Không tìm thấy",
     not_found_body: "Không có đợt khảo sát hoặc đơn vị này.",
+    outside_scope_heading: "Ngoài phạm vi được xem",
+    outside_scope_body: "Khóa truy cập của bạn chỉ được xem kết quả của cơ quan, đơn vị được giao và các đơn vị trực thuộc.",
     unavailable: "Hệ thống đang bận. Vui lòng thử lại sau ít phút.",
 };
 
@@ -379,6 +383,8 @@ pub static RESULTS_EN: ResultsTexts = ResultsTexts {
     not_public_body: "The results of this survey round are not public. Analysts can sign in to see them.",
     not_found_heading: "Not found",
     not_found_body: "There is no such survey round or unit.",
+    outside_scope_heading: "Outside what you may see",
+    outside_scope_body: "Your access key shows the results of its own agencies and the units below them only.",
     unavailable: "The service is busy. Please try again in a few minutes.",
 };
 

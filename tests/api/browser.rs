@@ -85,14 +85,7 @@ async fn the_results_pages_render_in_chromium_pass_axe_and_show_the_apis_numbers
     let admin = app.key(Role::Admin, &[]);
     let analyst = app.key(Role::Analyst, &[]);
     crate::results::load_demo(&app, 120);
-    let hidden = app
-        .client
-        .patch(app.url("/api/v1/campaigns/demo-2022"))
-        .bearer_auth(&admin)
-        .json(&json!({"results_public": false}))
-        .send()
-        .await
-        .unwrap();
+    let hidden = app.patch_campaign(&admin, "demo-2022", &json!({"results_public": false})).await;
     assert_eq!(hidden.status().as_u16(), 200);
     let summary = run_script("results.mjs", vec![app.address.clone(), analyst.clone()]).await;
     eprintln!("results pages: axe {}, screenshots {}", summary["axe"], summary["screenshots"]);

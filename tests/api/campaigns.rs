@@ -16,13 +16,8 @@ async fn a_campaign_is_created_read_and_changed() {
     assert_eq!(campaign["agencies"], json!(["01"]));
 
     let response = app
-        .client
-        .patch(app.url("/api/v1/campaigns/hn-2026"))
-        .bearer_auth(&admin)
-        .json(&json!({"title": {"vi": "Hà Nội 2026", "en": "Ha Noi 2026"}, "min_n": 50}))
-        .send()
-        .await
-        .unwrap();
+        .patch_campaign(&admin, "hn-2026", &json!({"title": {"vi": "Hà Nội 2026", "en": "Ha Noi 2026"}, "min_n": 50}))
+        .await;
     let (status, changed) = json_of(response).await;
     assert_eq!((status, changed["min_n"].as_i64()), (200, Some(50)));
     assert_eq!(changed["title"]["vi"], "Hà Nội 2026");
@@ -30,14 +25,7 @@ async fn a_campaign_is_created_read_and_changed() {
     let analyst = app.key(Role::Analyst, &[]);
     let (status, list) = json_of(app.get("/api/v1/campaigns").bearer_auth(&analyst).send().await.unwrap()).await;
     assert_eq!((status, list["campaigns"].as_array().unwrap().len()), (200, 1));
-    let forbidden = app
-        .client
-        .patch(app.url("/api/v1/campaigns/hn-2026"))
-        .bearer_auth(&analyst)
-        .json(&json!({"min_n": 5}))
-        .send()
-        .await
-        .unwrap();
+    let forbidden = app.patch_campaign(&analyst, "hn-2026", &json!({"min_n": 5})).await;
     assert_problem(forbidden, 403, "forbidden").await;
 }
 
@@ -97,13 +85,6 @@ async fn a_campaign_id_is_unique_and_its_version_is_fixed_once_it_has_responses(
     )
     .await;
     assert_eq!(app.post_response(&admin, None, &rating("ratings", "01", None, 2)).await.status().as_u16(), 201);
-    let change = app
-        .client
-        .patch(app.url("/api/v1/campaigns/ratings"))
-        .bearer_auth(&admin)
-        .json(&json!({"agencies": ["01"]}))
-        .send()
-        .await
-        .unwrap();
+    let change = app.patch_campaign(&admin, "ratings", &json!({"agencies": ["01"]})).await;
     assert_problem(change, 409, "campaign_has_responses").await;
 }

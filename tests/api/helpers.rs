@@ -223,6 +223,17 @@ impl TestApp {
         request.send().await.unwrap()
     }
 
+    /// Changes a campaign (`PATCH /api/v1/campaigns/{id}`) with a key.
+    pub async fn patch_campaign(&self, key: &str, id: &str, changes: &Value) -> Response {
+        self.client
+            .patch(self.url(&format!("/api/v1/campaigns/{id}")))
+            .bearer_auth(key)
+            .json(changes)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Responses stored for a campaign.
     pub fn stored_responses(&self, campaign: &str) -> i64 {
         sipas::intake::store::count(&mut self.database.connect(), campaign).unwrap()

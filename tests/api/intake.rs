@@ -198,20 +198,55 @@ async fn closed_campaigns_and_agencies_outside_them_are_refused() {
         assert_problem(app.post_response(&admin, None, &rating("none", "01", None, 2)).await, 422, "invalid_response")
             .await;
     assert_eq!(body["errors"][0]["code"], "unknown_campaign");
-    let close = app
-        .client
-        .patch(app.url("/api/v1/campaigns/hn"))
-        .bearer_auth(&admin)
-        .json(&json!({"closes_at": "2025-12-31T00:00:00Z"}))
-        .send()
-        .await
-        .unwrap();
+    let close = app.patch_campaign(&admin, "hn", &json!({"closes_at": "2025-12-31T00:00:00Z"})).await;
     assert_eq!(close.status().as_u16(), 200);
     let body =
         assert_problem(app.post_response(&admin, None, &rating("hn", "01", None, 2)).await, 422, "invalid_response")
             .await;
     assert_eq!(body["errors"][0]["code"], "campaign_closed");
     assert_eq!(app.stored_responses("hn"), 0);
+}
+
+/// A partner that got no answer before the close retries afterwards: a request stored while the
+/// campaign was open is answered with its first result; anything new is refused as before.
+#[tokio::test]
+async fn a_retry_after_the_campaign_closed_gets_its_first_result() {
+    let app = TestApp::spawn().await;
+    let admin = app.open_campaign("late", "dossier-rating", &["01"]).await;
+    let partner = app.key(Role::Partner, &["01"]);
+    let first = app.post_response(&partner, Some("single-1"), &rating("late", "01", None, 2)).await;
+    let (status, created) = json_of(first).await;
+    assert_eq!(status, 201, "{created}");
+    let batch = |items: Value| app.post("/api/v1/responses/batch").bearer_auth(&partner).json(&items).send();
+    let mut item = rating("late", "01", Some("HS-1"), 1);
+    item["client_id"] = json!("batch-1");
+    let (status, first_batch) = json_of(batch(json!({"items": [item.clone()]})).await.unwrap()).await;
+    assert_eq!((status, first_batch["results"][0]["status"].as_u64()), (200, Some(201)), "{first_batch}");
+
+    let close = app.patch_campaign(&admin, "late", &json!({"closes_at": "2025-12-31T00:00:00Z"})).await;
+    assert_eq!(close.status().as_u16(), 200);
+
+    let retry = app.post_response(&partner, Some("single-1"), &rating("late", "01", None, 2)).await;
+    assert_eq!(retry.headers().get("idempotent-replayed").map(|v| v.to_str().unwrap()), Some("true"));
+    let (status, replayed) = json_of(retry).await;
+    assert_eq!((status, &replayed["id"]), (201, &created["id"]), "{replayed}");
+    let other = app.post_response(&partner, Some("single-1"), &rating("late", "01", None, 1)).await;
+    assert_problem(other, 409, "idempotency_key_reused").await;
+    let new = app.post_response(&partner, Some("single-2"), &rating("late", "01", None, 2)).await;
+    let body = assert_problem(new, 422, "invalid_response").await;
+    assert_eq!(body["errors"][0]["code"], "campaign_closed");
+    let without_key = app.post_response(&partner, None, &rating("late", "01", None, 2)).await;
+    assert_problem(without_key, 422, "invalid_response").await;
+
+    let mut new_item = rating("late", "01", None, 2);
+    new_item["client_id"] = json!("batch-2");
+    let (status, again) = json_of(batch(json!({"items": [item, new_item]})).await.unwrap()).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["results"][0]["status"], 201, "{again}");
+    assert_eq!(again["results"][0]["id"], first_batch["results"][0]["id"]);
+    assert_eq!(again["results"][1]["status"], 422, "{again}");
+    assert_eq!(again["results"][1]["errors"][0]["code"], "campaign_closed");
+    assert_eq!(app.stored_responses("late"), 2, "nothing stored after the close");
 }
 
 #[tokio::test]

@@ -318,14 +318,7 @@ async fn addresses_are_erased_after_the_retention_period() {
     let admin = campaign(&app, "hn", json!({})).await;
     invite(&app, &admin, "hn", json!([{"email": "an@example.vn", "agency": "00070", "dossier": "H26-1"}])).await;
     wait_for(&received, 1).await;
-    let response = app
-        .client
-        .patch(app.url("/api/v1/campaigns/hn"))
-        .bearer_auth(&admin)
-        .json(&json!({"closes_at": "2025-08-01T00:00:00Z"}))
-        .send()
-        .await
-        .unwrap();
+    let response = app.patch_campaign(&admin, "hn", &json!({"closes_at": "2025-08-01T00:00:00Z"})).await;
     assert_eq!(response.status().as_u16(), 200);
     let output = crate::helpers::sipas(&app.database, &["purge"]);
     assert!(output.status.success(), "{}", crate::helpers::stderr(&output));

@@ -65,27 +65,13 @@ async fn admin_actions_are_in_the_audit_log() {
     let partner_id = created["id"].as_i64().unwrap();
     let partner = created["secret"].as_str().unwrap().to_owned();
     app.open_campaign("audited", "sipas-individual", &["01"]).await;
-    let patched = app
-        .client
-        .patch(app.url("/api/v1/campaigns/audited"))
-        .bearer_auth(&admin)
-        .json(&json!({"results_public": true, "min_n": 40}))
-        .send()
-        .await
-        .unwrap();
+    let patched = app.patch_campaign(&admin, "audited", &json!({"results_public": true, "min_n": 40})).await;
     assert_eq!(patched.status().as_u16(), 200);
     let revoked =
         app.client.delete(app.url(&format!("/api/v1/keys/{partner_id}"))).bearer_auth(&admin).send().await.unwrap();
     assert_eq!(revoked.status().as_u16(), 204);
     // A refused action leaves no entry.
-    let refused = app
-        .client
-        .patch(app.url("/api/v1/campaigns/audited"))
-        .bearer_auth(&admin)
-        .json(&json!({"min_n": 0}))
-        .send()
-        .await
-        .unwrap();
+    let refused = app.patch_campaign(&admin, "audited", &json!({"min_n": 0})).await;
     assert_eq!(refused.status().as_u16(), 422);
     let cli = crate::helpers::sipas(&app.database, &["keys", "create", "--role", "analyst", "--name", "cli"]);
     assert!(cli.status.success());
@@ -129,6 +115,7 @@ fn stats_of(url: &str, campaign: &str) -> serde_json::Value {
         compare: Some("demo-2023".to_owned()),
         confidence: sipas::stats::Confidence::default(),
         language: "vi".to_owned(),
+        limited_to: None,
     };
     let cache = sipas::campaign::context::CampaignCache::default();
     let mut report =

@@ -377,17 +377,44 @@ async fn unpublished_results_need_a_signed_in_analyst_and_sessions_can_not_be_fo
     );
 
     // Published, anyone sees it.
-    let published = app
-        .client
-        .patch(app.url("/api/v1/campaigns/private"))
-        .bearer_auth(&admin)
-        .json(&json!({"results_public": true}))
-        .send()
-        .await
-        .unwrap();
+    let published = app.patch_campaign(&admin, "private", &json!({"results_public": true})).await;
     assert_eq!(published.status().as_u16(), 200);
     assert_eq!(app.get(page).send().await.unwrap().status().as_u16(), 200);
     // After sign-in, only this server's results pages are followed (no open redirect).
     let admin_cookie = sign_in(&app, &admin, "/results").await;
     assert_eq!(admin_cookie.0, 303);
+}
+
+/// Signed in with a key limited to Hà Nội, an analyst sees an unpublished campaign's pages for
+/// Hà Nội and below only; once the results are published, everything as anyone does.
+#[tokio::test]
+async fn a_limited_analyst_sees_only_its_agencies_of_unpublished_results() {
+    let app = TestApp::spawn_with(|settings| settings.dossier_secret = Some("a-secret-for-scopes".to_owned())).await;
+    let admin = app.key(Role::Admin, &[]);
+    let hanoi = app.key(Role::Analyst, &["01"]);
+    app.open_campaign("private", "sipas-individual", &["01", "79"]).await;
+    let (status, cookie) = sign_in(&app, &hanoi, "/results").await;
+    assert_eq!(status, 303);
+    let cookie = format!("sipas_session={}", cookie.unwrap());
+    let status_of = |path: &'static str| {
+        let request = app.get(path).header(COOKIE, cookie.clone());
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+
+    let own = app.get("/results/private").header(COOKIE, &cookie).send().await.unwrap();
+    assert_eq!(own.status().as_u16(), 200);
+    let html = own.text().await.unwrap();
+    assert!(html.contains("Hà Nội"), "the key's province is the page's top");
+    assert!(!html.contains("Hồ Chí Minh"), "no other province is listed");
+    assert_eq!(status_of("/results/private?agency=00070").await, 200, "a commune of Hà Nội");
+    assert_eq!(status_of("/results/private?agency=79").await, 403);
+    assert_eq!(status_of("/results/private?agency=VN").await, 403);
+    assert_eq!(status_of("/results/private/stats.csv?agency=79").await, 403);
+    let csv = app.get("/results/private/stats.csv").header(COOKIE, &cookie).send().await.unwrap();
+    assert_eq!(csv.status().as_u16(), 200);
+    assert!(csv.headers()["content-disposition"].to_str().unwrap().contains("private-01.csv"));
+
+    let published = app.patch_campaign(&admin, "private", &json!({"results_public": true})).await;
+    assert_eq!(published.status().as_u16(), 200);
+    assert_eq!(status_of("/results/private?agency=79").await, 200, "published results are everyone's");
 }

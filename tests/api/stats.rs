@@ -365,3 +365,90 @@ async fn the_command_line_prints_a_table_and_streams_exports() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("not part of campaign"), "{}", stderr(&output));
 }
+
+/// A provincial department's key (analyst, limited to Hà Nội) reads Hà Nội and what lies below
+/// it, with the nation only as the line Hà Nội is compared with; other provinces' figures, rows
+/// and responses stay out of reach, and the campaign-wide population table too.
+#[tokio::test]
+async fn an_analyst_key_limited_to_a_province_reads_only_its_subtree() {
+    let app = TestApp::spawn().await;
+    let everything = hand_checked(&app).await;
+    let hanoi = app.key(Role::Analyst, &["01"]);
+    let get = |path: &str, key: &str| app.get(path).bearer_auth(key).send();
+    let outside = |body: &Value| {
+        assert_eq!(body["errors"][0]["field"], "agency", "{body}");
+        assert_eq!(body["errors"][0]["code"], "outside_key_scope", "{body}");
+    };
+
+    // Without an agency, the key's own province is the top of its view.
+    let (status, own) = app.get_json_with("/api/v1/campaigns/s17/stats", &hanoi).await;
+    assert_eq!(status, 200, "{own}");
+    assert_eq!(own["parent"]["agency"]["code"], "01");
+    assert_eq!(own["parent"]["n"], 4);
+    close(&own["parent"]["index"]["estimate"], 62.5);
+    let units = own["units"].as_array().unwrap();
+    assert!(units.iter().any(|u| u["agency"]["code"] == "00070"), "Hà Nội's communes");
+    assert!(!units.iter().any(|u| u["agency"]["code"] == "26506"), "no commune of Hồ Chí Minh");
+    let (status, commune) = app.get_json_with("/api/v1/campaigns/s17/stats?agency=00070&scope=self", &hanoi).await;
+    assert_eq!(status, 200, "{commune}");
+    let (status, itself) = app.get_json_with("/api/v1/campaigns/s17/stats?agency=01&scope=self", &hanoi).await;
+    assert_eq!(status, 200, "{itself}");
+    assert_eq!(itself["units"].as_array().unwrap().len(), 1);
+    assert_eq!(itself["parent"]["agency"]["code"], "VN", "compared with the nation's aggregate");
+
+    for path in [
+        "/api/v1/campaigns/s17/stats?agency=79",
+        "/api/v1/campaigns/s17/stats?agency=26506&scope=self",
+        "/api/v1/campaigns/s17/stats?agency=VN",
+        "/api/v1/campaigns/s17/stats?agency=79&format=csv",
+        "/api/v1/campaigns/s17/responses?agency=79",
+        "/api/v1/campaigns/s17/reliability?agency=VN",
+    ] {
+        let body = assert_problem(get(path, &hanoi).await.unwrap(), 403, "forbidden").await;
+        outside(&body);
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains("01") && !detail.contains("62.5"), "{detail}");
+    }
+
+    // Microdata and reliability default to the province too.
+    let rows = get("/api/v1/campaigns/s17/responses?format=ndjson", &hanoi).await.unwrap();
+    assert_eq!(rows.status().as_u16(), 200);
+    let rows: Vec<Value> = rows.text().await.unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 4, "Hà Nội's four responses");
+    assert!(rows.iter().all(|r| r["agency"] == "00070" || r["agency"] == "00004"), "{rows:?}");
+    let (status, reliability) = app.get_json_with("/api/v1/campaigns/s17/reliability", &hanoi).await;
+    assert_eq!((status, reliability["responses"].as_u64()), (200, Some(4)), "{reliability}");
+
+    // One stored response: Hà Nội's is readable, Hồ Chí Minh's does not exist for this key.
+    let all = get("/api/v1/campaigns/s17/responses?format=ndjson", &everything).await.unwrap();
+    let all: Vec<Value> = all.text().await.unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let id_of = |agency: &str| all.iter().find(|r| r["agency"] == agency).unwrap()["id"].as_str().unwrap().to_owned();
+    let (status, mine) = app.get_json_with(&format!("/api/v1/responses/{}", id_of("00070")), &hanoi).await;
+    assert_eq!((status, mine["agency"].as_str()), (200, Some("00070")), "{mine}");
+    let theirs = format!("/api/v1/responses/{}", id_of("26506"));
+    assert_problem(get(&theirs, &hanoi).await.unwrap(), 404, "response_not_found").await;
+    assert_eq!(get(&theirs, &everything).await.unwrap().status().as_u16(), 200);
+
+    // The population table spans the campaign: neither read nor replaced by this key.
+    let body = assert_problem(get("/api/v1/campaigns/s17/population", &hanoi).await.unwrap(), 403, "forbidden").await;
+    outside(&body);
+    let replace = app
+        .put("/api/v1/campaigns/s17/population")
+        .bearer_auth(&hanoi)
+        .header("content-type", "text/csv")
+        .body("agency,population\n01,1000\n")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(replace, 403, "forbidden").await;
+    let table = get("/api/v1/campaigns/s17/population", &everything).await.unwrap().text().await.unwrap();
+    assert!(!table.contains("1000"), "nothing stored: {table}");
+
+    // A key for two provinces names the one it asks about.
+    let both = app.key(Role::Analyst, &["01", "79"]);
+    let body = assert_problem(get("/api/v1/campaigns/s17/stats", &both).await.unwrap(), 403, "forbidden").await;
+    assert!(body["detail"].as_str().unwrap().contains("01, 79"), "{body}");
+    assert_eq!(get("/api/v1/campaigns/s17/stats?agency=79", &both).await.unwrap().status().as_u16(), 200);
+    // Admin keys and keys without agencies see everything.
+    assert_eq!(get("/api/v1/campaigns/s17/stats?agency=VN", &everything).await.unwrap().status().as_u16(), 200);
+}

@@ -290,6 +290,7 @@ pub fn run(listener: TcpListener, state: AppState) -> Result<Server, StartupErro
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
+    let keep_alive = Duration::from_secs(state.settings.keep_alive_seconds);
     let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let openapi_json = web::Data::new(OpenApiJson(openapi_document().to_pretty_json().unwrap_or_default()));
     let data = web::Data::new(state);
@@ -372,6 +373,7 @@ pub fn run(listener: TcpListener, state: AppState) -> Result<Server, StartupErro
             })
     })
     .workers(workers)
+    .keep_alive(keep_alive)
     .shutdown_timeout(30)
     .listen(listener)
     .map_err(|source| StartupError::Bind { address, source })?

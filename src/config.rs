@@ -48,6 +48,11 @@ pub struct Settings {
     pub pool_timeout_seconds: u64,
     /// HTTP worker threads; `0` means one per core. Environment: `SIPAS_WORKERS`.
     pub workers: usize,
+    /// Seconds an idle keep-alive connection is kept open. Above the idle timeout of a proxy or
+    /// load balancer in front (nginx and cloud load balancers keep 60 s), so that the proxy never
+    /// sends a request on a connection sipas is just closing (answered 502 to the client).
+    /// Environment: `SIPAS_KEEP_ALIVE_SECONDS`.
+    pub keep_alive_seconds: u64,
     /// Publish the shipped survey definitions and load Vietnam's agency registry at start.
     /// Environment: `SIPAS_LOAD_DEFAULTS`.
     pub load_defaults: bool,
@@ -131,6 +136,7 @@ impl Default for Settings {
             pool_size: 8,
             pool_timeout_seconds: 5,
             workers: 0,
+            keep_alive_seconds: 75,
             load_defaults: true,
             batch_max_items: 1_000,
             idempotency_retention_days: 7,
@@ -222,6 +228,9 @@ impl Settings {
         if let Some(value) = lookup("SIPAS_WORKERS") {
             self.workers = parse("SIPAS_WORKERS", &value)?;
         }
+        if let Some(value) = lookup("SIPAS_KEEP_ALIVE_SECONDS") {
+            self.keep_alive_seconds = parse("SIPAS_KEEP_ALIVE_SECONDS", &value)?;
+        }
         if let Some(value) = lookup("SIPAS_BATCH_MAX_ITEMS") {
             self.batch_max_items = parse("SIPAS_BATCH_MAX_ITEMS", &value)?;
         }
@@ -267,7 +276,7 @@ impl Settings {
 
 /// Every setting with its environment variable and what it does, in the order of the example
 /// file (`sipas config example` writes it; a test checks that it covers every field).
-pub const SETTING_DOCS: [(&str, &str, &str); 19] = [
+pub const SETTING_DOCS: [(&str, &str, &str); 20] = [
     (
         "database_url",
         "SIPAS_DATABASE_URL or DATABASE_URL",
@@ -281,6 +290,11 @@ pub const SETTING_DOCS: [(&str, &str, &str); 19] = [
     ),
     ("log_format", "SIPAS_LOG_FORMAT", "human or json"),
     ("workers", "SIPAS_WORKERS", "HTTP worker threads; 0: one per core"),
+    (
+        "keep_alive_seconds",
+        "SIPAS_KEEP_ALIVE_SECONDS",
+        "seconds an idle connection is kept open; above the idle timeout of a proxy in front (often 60)",
+    ),
     ("pool_size", "SIPAS_POOL_SIZE", "most database connections open at once"),
     ("pool_timeout_seconds", "SIPAS_POOL_TIMEOUT_SECONDS", "seconds a request waits for a connection before a 503"),
     ("load_defaults", "SIPAS_LOAD_DEFAULTS", "publish the shipped surveys and load Vietnam's agency registry at start"),

@@ -41,7 +41,8 @@ pub enum StatsFormat {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StatsQuery {
-    /// Agency code (default: the top of the campaign's tree).
+    /// Agency code (default: the top of the campaign's tree; for a key limited to agencies, its
+    /// own agency in the campaign). A limited key may name only its agencies and those below.
     pub agency: Option<String>,
     /// `self` (the agency, against its parent) or `children` (default).
     pub scope: Option<Scope>,
@@ -286,7 +287,8 @@ pub async fn get_population(
 pub struct MicrodataQuery {
     /// `csv` (default), `ndjson` or `xlsx`.
     pub format: Option<MicrodataFormat>,
-    /// Only the responses of this agency and its subtree.
+    /// Only the responses of this agency and its subtree (a key limited to agencies: its own
+    /// agency by default, and only its agencies and those below).
     pub agency: Option<String>,
 }
 
@@ -454,7 +456,8 @@ pub async fn get_codebook(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ReliabilityQuery {
-    /// Agency code (default: the top of the campaign's tree).
+    /// Agency code (default: the top of the campaign's tree; for a key limited to agencies, its
+    /// own agency in the campaign).
     pub agency: Option<String>,
     /// Language of labels: `vi` (default) or `en`.
     pub lang: Option<String>,

@@ -147,9 +147,10 @@ impl Writer {
     pub fn start(pool: Pool, metrics: Arc<Metrics>, fold_after: Duration) -> Self {
         let (sender, receiver) = sync_channel(QUEUE_DEPTH);
         let observer = metrics.clone();
+        let checkpoints = Checkpointer::start(pool.clone());
         let spawned = std::thread::Builder::new()
             .name("sipas-writer".to_owned())
-            .spawn(move || run(pool, receiver, &observer, fold_after));
+            .spawn(move || run(pool, receiver, &observer, fold_after, checkpoints));
         if let Err(error) = spawned {
             tracing::error!(error.cause = %error, "cannot start the writer thread");
         }
@@ -196,10 +197,83 @@ impl Writer {
     }
 }
 
-fn run(pool: Pool, receiver: Receiver<Job>, metrics: &Metrics, fold_after: Duration) {
+/// Pages in the write-ahead log past which the writer checkpoints after its own commits, when the
+/// checkpoint thread runs (SQLite's default is 1,000). The thread's checkpoints run beside the
+/// writer's appends and so rarely end with the whole log copied, which is what lets the next
+/// transaction start the log over: without this bound the log would grow for as long as the
+/// load lasts.
+const WRITER_AUTOCHECKPOINT_PAGES: u32 = 16_000;
+
+/// Least time between two checkpoints of the SQLite write-ahead log.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// Copies the SQLite write-ahead log back into the database file on a thread of its own, so that
+/// the writer, which every submission waits for, does not. SQLite's automatic checkpoint runs in
+/// the connection whose commit fills the log past a thousand pages: here the writer's, in the
+/// middle of the serial write path (half of its commit time in batches of a thousand). The
+/// checkpoint is `PASSIVE`: it copies what no reader still needs and never waits for a lock.
+/// Batches of a thousand, A/B: +3% to +14% (docs/performance.md).
+struct Checkpointer {
+    /// Wakes the thread after a commit; one pending wake-up is enough.
+    wake: SyncSender<()>,
+}
+
+impl Checkpointer {
+    /// Starts the thread; `None` when it could not start, and the writer then leaves the
+    /// automatic checkpoint on. On PostgreSQL the thread ends at once.
+    fn start(pool: Pool) -> Option<Self> {
+        let (wake, woken) = sync_channel::<()>(1);
+        std::thread::Builder::new()
+            .name("sipas-checkpoint".to_owned())
+            .spawn(move || Self::run(&pool, &woken))
+            .map_err(|error| tracing::error!(error.cause = %error, "cannot start the checkpoint thread"))
+            .ok()
+            .map(|_| Self { wake })
+    }
+
+    /// Asks for a checkpoint after a commit.
+    fn after_commit(&self) {
+        let _already_asked_or_gone = self.wake.try_send(());
+    }
+
+    fn run(pool: &Pool, woken: &Receiver<()>) {
+        let mut conn: Option<db::PooledConnection> = None;
+        // Ends when the writer ends (the sender is dropped with it).
+        while woken.recv().is_ok() {
+            let started = Instant::now();
+            let current = match conn.take() {
+                Some(current) => current,
+                None => match pool.get() {
+                    Ok(fresh) => fresh,
+                    Err(error) => {
+                        tracing::warn!(error.cause = %error, "no connection for the WAL checkpoint; trying later");
+                        std::thread::sleep(CHECKPOINT_EVERY);
+                        continue;
+                    }
+                },
+            };
+            let mut current = current;
+            let DbConnection::Sqlite(sqlite) = &mut *current else { return };
+            match diesel::connection::SimpleConnection::batch_execute(sqlite, "PRAGMA wal_checkpoint(PASSIVE);") {
+                Ok(()) => conn = Some(current),
+                // The connection is dropped and a fresh one taken next time.
+                Err(error) => tracing::warn!(error.cause = %error, "WAL checkpoint failed; trying later"),
+            }
+            std::thread::sleep(CHECKPOINT_EVERY.saturating_sub(started.elapsed()));
+        }
+    }
+}
+
+fn run(
+    pool: Pool,
+    receiver: Receiver<Job>,
+    metrics: &Metrics,
+    fold_after: Duration,
+    checkpoints: Option<Checkpointer>,
+) {
     // On SQLite one connection is kept between groups (replaced after any failure), so that the
     // tally cache can ask it whether anyone else wrote in between.
-    let mut held: Option<db::PooledConnection> = None;
+    let mut held = HeldConnection { conn: None, autocheckpoint: checkpoints.is_none() };
     let mut cache = TallyCache::default();
     let mut unfolded = Unfolded::default();
     // Pending rows left by an earlier run that stopped before adding them (a crash, a kill).
@@ -245,6 +319,9 @@ fn run(pool: Pool, receiver: Receiver<Job>, metrics: &Metrics, fold_after: Durat
         let started = Instant::now();
         let result = write_group(&pool, &mut held, &mut cache, &items);
         metrics.observe_group(items.len(), started.elapsed().as_secs_f64());
+        if let (Ok(_), Some(checkpoints)) = (&result, &checkpoints) {
+            checkpoints.after_commit();
+        }
         let (mut outcomes, pending) = match result {
             Ok((outcomes, pending)) => (outcomes.into_iter(), pending),
             Err(error) => {
@@ -322,19 +399,36 @@ pub fn write_now(conn: &mut DbConnection, items: &[&Prepared]) -> Result<Vec<Ite
 /// connection.
 fn on_connection<T>(
     pool: &Pool,
-    held: &mut Option<db::PooledConnection>,
+    held: &mut HeldConnection,
     work: impl FnOnce(&mut DbConnection) -> Result<T, DbError>,
 ) -> Result<T, DbError> {
-    let mut conn = match held.take() {
+    let mut conn = match held.conn.take() {
         Some(conn) => conn,
-        None => pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?,
+        None => {
+            let mut fresh = pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?;
+            if let (DbConnection::Sqlite(sqlite), false) = (&mut *fresh, held.autocheckpoint) {
+                // The checkpoint thread copies the log back; see [`Checkpointer`].
+                diesel::connection::SimpleConnection::batch_execute(
+                    sqlite,
+                    &format!("PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES};"),
+                )?;
+            }
+            fresh
+        }
     };
     let result = work(&mut conn);
     // After a failure the connection may be broken: the next work takes a fresh one.
     if result.is_ok() && matches!(*conn, DbConnection::Sqlite(_)) {
-        *held = Some(conn);
+        held.conn = Some(conn);
     }
     result
+}
+
+/// The connection the writer keeps between groups on SQLite (replaced after any failure).
+struct HeldConnection {
+    conn: Option<db::PooledConnection>,
+    /// Whether its commits run SQLite's automatic checkpoint (no checkpoint thread).
+    autocheckpoint: bool,
 }
 
 /// Writes a group: its responses, idempotency records and one pending row per created response.
@@ -348,7 +442,7 @@ const TALLIES_IN_GROUP_AT: usize = 256;
 /// created ones are pending.
 fn write_group(
     pool: &Pool,
-    held: &mut Option<db::PooledConnection>,
+    held: &mut HeldConnection,
     cache: &mut TallyCache,
     items: &[&Prepared],
 ) -> Result<(Vec<ItemOutcome>, bool), DbError> {
@@ -530,13 +624,7 @@ impl From<DbError> for FoldFailure {
 /// Adds the writer's pending responses to the tallies, in the transaction that deletes their
 /// pending rows. If another writer took some of those rows first, everything still pending is
 /// added from the stored responses instead.
-fn fold(
-    pool: &Pool,
-    held: &mut Option<db::PooledConnection>,
-    cache: &mut TallyCache,
-    unfolded: &mut Unfolded,
-    metrics: &Metrics,
-) {
+fn fold(pool: &Pool, held: &mut HeldConnection, cache: &mut TallyCache, unfolded: &mut Unfolded, metrics: &Metrics) {
     let started = Instant::now();
     let count = unfolded.ids.len();
     let result = on_connection(pool, held, |conn| {
@@ -587,7 +675,7 @@ fn fold(
 /// from their stored answers, a page per transaction. Returns how many were added.
 fn fold_stored(
     pool: &Pool,
-    held: &mut Option<db::PooledConnection>,
+    held: &mut HeldConnection,
     cache: &mut TallyCache,
     older_than: Option<chrono::NaiveDateTime>,
 ) -> Result<usize, DbError> {

@@ -249,6 +249,37 @@ async fn a_retry_after_the_campaign_closed_gets_its_first_result() {
     assert_eq!(app.stored_responses("late"), 2, "nothing stored after the close");
 }
 
+/// The writer leaves copying the SQLite write-ahead log back to the database file to a thread of
+/// its own: the log must still be copied and started over as responses arrive, not grow with
+/// the data (it would if nothing checkpointed it).
+#[tokio::test]
+async fn the_sqlite_write_ahead_log_is_checkpointed_while_responses_arrive() {
+    let app = TestApp::spawn().await;
+    if app.database.is_postgres() {
+        return;
+    }
+    let admin = app.open_campaign("wal", "sipas-individual", &["01"]).await;
+    let wal = app.database.dir().join("sipas.db-wal");
+    let size = |path: &std::path::Path| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let answered = individual("wal", "00070", 7);
+    for round in 0..12u64 {
+        let items: Vec<Value> = (0..500u64)
+            .map(|i| {
+                let mut item = answered.clone();
+                item["client_id"] = json!(format!("wal-{round}-{i}"));
+                item
+            })
+            .collect();
+        let response = app.post("/api/v1/responses/batch").bearer_auth(&admin).json(&json!({"items": items})).send();
+        assert_eq!(response.await.unwrap().status().as_u16(), 200);
+        // Room for a checkpoint between batches, as between a partner's requests.
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert_eq!(app.stored_responses("wal"), 6_000);
+    let (log, database) = (size(&wal), size(&app.database.dir().join("sipas.db")));
+    assert!(log < database / 2, "the log ({log} bytes) was not copied back into the database ({database} bytes)");
+}
+
 #[tokio::test]
 async fn every_fault_in_a_response_is_listed_at_once() {
     let app = TestApp::spawn().await;

@@ -241,7 +241,7 @@ impl Checkpointer {
         // Ends when the writer ends (the sender is dropped with it).
         while woken.recv().is_ok() {
             let started = Instant::now();
-            let current = match conn.take() {
+            let mut current = match conn.take() {
                 Some(current) => current,
                 None => match pool.get() {
                     Ok(fresh) => fresh,
@@ -252,7 +252,6 @@ impl Checkpointer {
                     }
                 },
             };
-            let mut current = current;
             let DbConnection::Sqlite(sqlite) = &mut *current else { return };
             match diesel::connection::SimpleConnection::batch_execute(sqlite, "PRAGMA wal_checkpoint(PASSIVE);") {
                 Ok(()) => conn = Some(current),
@@ -273,7 +272,7 @@ fn run(
 ) {
     // On SQLite one connection is kept between groups (replaced after any failure), so that the
     // tally cache can ask it whether anyone else wrote in between.
-    let mut held = HeldConnection { conn: None, autocheckpoint: checkpoints.is_none() };
+    let mut held = HeldConnection { conn: None, checkpoint_thread: checkpoints.is_some() };
     let mut cache = TallyCache::default();
     let mut unfolded = Unfolded::default();
     // Pending rows left by an earlier run that stopped before adding them (a crash, a kill).
@@ -406,7 +405,7 @@ fn on_connection<T>(
         Some(conn) => conn,
         None => {
             let mut fresh = pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?;
-            if let (DbConnection::Sqlite(sqlite), false) = (&mut *fresh, held.autocheckpoint) {
+            if let (DbConnection::Sqlite(sqlite), true) = (&mut *fresh, held.checkpoint_thread) {
                 // The checkpoint thread copies the log back; see [`Checkpointer`].
                 diesel::connection::SimpleConnection::batch_execute(
                     sqlite,
@@ -427,8 +426,9 @@ fn on_connection<T>(
 /// The connection the writer keeps between groups on SQLite (replaced after any failure).
 struct HeldConnection {
     conn: Option<db::PooledConnection>,
-    /// Whether its commits run SQLite's automatic checkpoint (no checkpoint thread).
-    autocheckpoint: bool,
+    /// Whether the checkpoint thread runs: the writer then checkpoints by itself only past
+    /// [`WRITER_AUTOCHECKPOINT_PAGES`].
+    checkpoint_thread: bool,
 }
 
 /// Writes a group: its responses, idempotency records and one pending row per created response.

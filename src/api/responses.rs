@@ -349,14 +349,14 @@ pub async fn batch(
     let (mut indexes, prepared): (Vec<usize>, Vec<Prepared>) = to_write.into_iter().unzip();
     let mut outcomes = if prepared.is_empty() { Vec::new() } else { state.writer.write(prepared).await? };
     if !to_look_up.is_empty() {
-        let keys: Vec<Idempotency> = to_look_up.iter().map(|(_, _, idempotency)| idempotency.clone()).collect();
         let recorded = db::run(&state.pool, move |conn| {
-            keys.iter()
-                .map(|idempotency| recorded_outcome(conn, idempotency))
+            to_look_up
+                .into_iter()
+                .map(|(index, problems, idempotency)| Ok((index, problems, recorded_outcome(conn, &idempotency)?)))
                 .collect::<Result<Vec<_>, crate::db::DbError>>()
         })
         .await?;
-        for ((index, problems, _), outcome) in to_look_up.into_iter().zip(recorded) {
+        for (index, problems, outcome) in recorded {
             match outcome {
                 Some(outcome) => {
                     indexes.push(index);

@@ -114,14 +114,11 @@ fn analyst(key: Authenticated) -> Result<Option<Vec<i64>>, ApiError> {
 /// The population table spans the whole campaign: a key limited to some agencies reads and
 /// replaces it only when the top of the campaign's tree is within them.
 fn whole_campaign(context: &CampaignContext, limited_to: Option<&[i64]>) -> Result<(), ReportError> {
-    match (limited_to, context.tree.root) {
-        (None, _) => Ok(()),
-        (Some(limit), Some(root)) if context.tree.within(root, limit) => Ok(()),
-        (Some(limit), root) => Err(ReportError::OutsideKeyScope {
-            agency: root.and_then(|r| context.tree.node(r)).map(|n| n.code.clone()).unwrap_or_default(),
-            allowed: limit.iter().filter_map(|id| context.tree.node(*id)).map(|n| n.code.clone()).collect(),
-        }),
+    let (Some(limit), root) = (limited_to, context.tree.root.unwrap_or_default()) else { return Ok(()) };
+    if context.tree.within(root, limit) {
+        return Ok(());
     }
+    Err(ReportError::outside_key_scope(&context.tree, root, limit))
 }
 
 fn attachment(name: &str) -> (header::HeaderName, String) {

@@ -506,7 +506,9 @@ pub fn prepare(
     {
         return Err(Refusal::Forbidden(format!("this key may not post responses for agency `{}`", submission.agency)));
     }
-    let (Some(member), Some(answers), true) = (member, answers, problems.is_empty()) else {
+    // Outside the window only a retry is answered, and only a request with a key can be one.
+    let answerable = problems.is_empty() && (window.is_empty() || idempotency_key.is_some());
+    let (Some(member), Some(answers), true) = (member, answers, answerable) else {
         window.extend(problems);
         return Err(Refusal::Invalid(window));
     };

@@ -437,16 +437,31 @@ pub fn readable_agency(
     let Some(limit) = limited_to else {
         return named.or(tree.root).ok_or_else(|| ReportError::AgencyNotInCampaign(String::new(), campaign.to_owned()));
     };
-    let mut own: Vec<&Node> = limit.iter().filter_map(|id| tree.node(*id)).collect();
-    own.sort_by(|a, b| a.code.cmp(&b.code));
-    let outside =
-        |agency: String| ReportError::OutsideKeyScope { agency, allowed: own.iter().map(|n| n.code.clone()).collect() };
     match (named, tree.root) {
         (Some(id), _) if tree.within(id, limit) => Ok(id),
-        (Some(_), _) => Err(outside(code.unwrap_or_default().to_owned())),
+        (Some(id), _) => Err(ReportError::outside_key_scope(tree, id, limit)),
         (None, Some(root)) if tree.within(root, limit) => Ok(root),
-        (None, _) if own.len() == 1 => Ok(own[0].id),
-        (None, root) => Err(outside(root.and_then(|r| tree.node(r)).map(|n| n.code.clone()).unwrap_or_default())),
+        (None, root) => match own_agencies(tree, limit).as_slice() {
+            [only] => Ok(only.id),
+            _ => Err(ReportError::outside_key_scope(tree, root.unwrap_or_default(), limit)),
+        },
+    }
+}
+
+/// The nodes of a key's agencies that are in this tree, by code.
+fn own_agencies<'t>(tree: &'t CampaignTree, limit: &[i64]) -> Vec<&'t Node> {
+    let mut own: Vec<&Node> = limit.iter().filter_map(|id| tree.node(*id)).collect();
+    own.sort_by(|a, b| a.code.cmp(&b.code));
+    own
+}
+
+impl ReportError {
+    /// `agency` (a node of `tree`) lies outside the agencies a key is limited to.
+    pub fn outside_key_scope(tree: &CampaignTree, agency: i64, limit: &[i64]) -> Self {
+        Self::OutsideKeyScope {
+            agency: tree.node(agency).map(|n| n.code.clone()).unwrap_or_default(),
+            allowed: own_agencies(tree, limit).into_iter().map(|n| n.code.clone()).collect(),
+        }
     }
 }
 

@@ -32,18 +32,16 @@ use crate::db::schema::{idempotency_keys, invitations, pending_tallies, response
 use crate::db::{self, DbConnection, DbError, Pool, SharedTimestamp};
 use crate::metrics::Metrics;
 
-/// Inserts `rows` into `table` in multi-row statements of [`INSERT_CHUNK`] rows, returning a
-/// [`DbError`] from the enclosing function on failure. A macro rather than a function: diesel's
-/// insert is built for each backend's connection type, and the bounds a generic function would
-/// need on both are longer than the two calls.
+/// Inserts `rows` into `table` with multi-row statements the connection keeps prepared
+/// ([`db::kept_insert`]), returning a [`DbError`] from the enclosing function on failure. A macro
+/// rather than a function: the insert is built for each backend's connection type, and the
+/// bounds a generic function would need on both are longer than the two calls.
 macro_rules! insert_in_chunks {
     ($conn:expr, $table:expr, $rows:expr) => {
-        for chunk in $rows.chunks(INSERT_CHUNK) {
-            match &mut *$conn {
-                DbConnection::Postgres(pg) => diesel::insert_into($table).values(chunk).execute(pg)?,
-                DbConnection::Sqlite(sqlite) => diesel::insert_into($table).values(chunk).execute(sqlite)?,
-            };
-        }
+        match &mut *$conn {
+            DbConnection::Postgres(pg) => db::kept_insert::insert_rows(pg, $table, &$rows[..])?,
+            DbConnection::Sqlite(sqlite) => db::kept_insert::insert_rows(sqlite, $table, &$rows[..])?,
+        };
     };
 }
 

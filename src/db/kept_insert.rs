@@ -52,6 +52,19 @@ where
     Ok(inserted)
 }
 
+/// Whether rows of this type are inserted with statements kept by their query type (rather than
+/// looked up by their SQL text, which is built for every insert): so only when every column is
+/// bound, i.e. the row type is derived with `treat_none_as_default_value = false` if it has
+/// optional fields. For tests of the row types.
+pub fn kept_by_type<Tab, Rows, V>(_table: Tab, _rows: Rows) -> bool
+where
+    Tab: Table,
+    Rows: Insertable<Tab, Values = BatchInsert<Vec<ValuesClause<V, Tab>>, Tab, (), false>>,
+    V: QueryId,
+{
+    V::HAS_STATIC_QUERY_ID
+}
+
 fn run<Tab, V, Conn, const N: usize>(conn: &mut Conn, table: Tab, rows: &[ValuesClause<V, Tab>]) -> QueryResult<usize>
 where
     Conn: Connection,

@@ -1069,8 +1069,10 @@ impl<'a> NewResponse<'a> {
     }
 }
 
+/// Bound column by column like [`NewResponse`] (it has no optional field, but diesel's default
+/// would leave its statements without a static query id: see [`db::kept_insert`]).
 #[derive(Debug, Insertable)]
-#[diesel(table_name = idempotency_keys)]
+#[diesel(table_name = idempotency_keys, treat_none_as_default_value = false)]
 struct NewIdempotencyKey<'a> {
     scope: &'a str,
     idempotency_key: &'a str,
@@ -1251,6 +1253,23 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
+
+    #[test]
+    fn the_writers_rows_are_inserted_with_statements_kept_by_type() {
+        // A row type whose None may mean "the column's default" gets no static query id, and its
+        // statements are then rebuilt (or at best looked up by their text) for every group.
+        let responses: Vec<NewResponse<'_>> = Vec::new();
+        let records: Vec<NewIdempotencyKey<'_>> = Vec::new();
+        let now = Utc::now().naive_utc();
+        let pending = [(
+            pending_tallies::response_id.eq("r"),
+            pending_tallies::campaign_id.eq("c"),
+            pending_tallies::created_at.eq(now),
+        )];
+        assert!(db::kept_insert::kept_by_type(responses::table, &responses[..]));
+        assert!(db::kept_insert::kept_by_type(idempotency_keys::table, &records[..]));
+        assert!(db::kept_insert::kept_by_type(pending_tallies::table, &pending[..]));
+    }
 
     #[test]
     fn a_created_record_is_the_json_of_its_id_and_time() {

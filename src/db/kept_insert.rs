@@ -56,6 +56,7 @@ where
 /// looked up by their SQL text, which is built for every insert): so only when every column is
 /// bound, i.e. the row type is derived with `treat_none_as_default_value = false` if it has
 /// optional fields. For tests of the row types.
+#[cfg(test)]
 pub fn kept_by_type<Tab, Rows, V>(_table: Tab, _rows: Rows) -> bool
 where
     Tab: Table,

@@ -629,7 +629,7 @@ fn fold(pool: &Pool, held: &mut HeldConnection, cache: &mut TallyCache, unfolded
         let outcome = db::write_transaction(conn, |conn| -> Result<(), FoldFailure> {
             cache.check(conn)?;
             let mut deleted = 0;
-            for chunk in unfolded.ids.chunks(INSERT_CHUNK) {
+            for chunk in unfolded.ids.chunks(STATEMENT_CHUNK) {
                 deleted += diesel::delete(pending_tallies::table.filter(pending_tallies::response_id.eq_any(chunk)))
                     .execute(conn)
                     .map_err(DbError::from)?;
@@ -975,7 +975,7 @@ fn stored_results<'a>(
     }
     let mut found = HashMap::default();
     for (scope, keys) in by_scope {
-        for chunk in keys.chunks(INSERT_CHUNK) {
+        for chunk in keys.chunks(STATEMENT_CHUNK) {
             let asked: HashSet<&str> = chunk.iter().copied().collect();
             let rows: Vec<(String, String, i32, String)> = idempotency_keys::table
                 .filter(idempotency_keys::scope.eq(scope))
@@ -1082,8 +1082,10 @@ struct NewIdempotencyKey<'a> {
     created_at: &'a SharedTimestamp,
 }
 
-/// Rows per multi-row INSERT (SQLite allows 32,766 bound parameters; responses have 12 columns).
-const INSERT_CHUNK: usize = 1_000;
+/// Keys per `IN (…)` list of a lookup or delete (and, halved, tally rows per insert on
+/// PostgreSQL): well within SQLite's 32,766 bound parameters. The writer's own rows are inserted
+/// in the chunks of [`db::kept_insert`].
+const STATEMENT_CHUNK: usize = 1_000;
 /// Tally rows per upsert statement (six parameters each).
 const TALLY_CHUNK: usize = 500;
 
@@ -1183,7 +1185,7 @@ fn apply_campaign_tallies(
                         )
                     })
                     .collect();
-                for insert_chunk in missing.chunks(INSERT_CHUNK / 2) {
+                for insert_chunk in missing.chunks(STATEMENT_CHUNK / 2) {
                     diesel::insert_into(tallies::table).values(insert_chunk).on_conflict_do_nothing().execute(pg)?;
                 }
                 query.for_update().load(pg)?

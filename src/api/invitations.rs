@@ -82,6 +82,9 @@ pub async fn create(
 }
 
 /// Counts of a campaign's invitations (queued, sent, failed, opted out, used, response rate).
+///
+/// An analyst key limited to some agencies counts the invitations of those agencies and of what
+/// lies below them.
 #[utoipa::path(tag = "invitations", params(("id" = String, Path)),
     responses((status = 200, body = InvitationSummary), (status = 404, body = crate::error::Problem)),
     security(("api_key" = [])))]
@@ -91,14 +94,14 @@ pub async fn summary(
     key: Authenticated,
     id: web::Path<String>,
 ) -> Result<web::Json<InvitationSummary>, ApiError> {
-    key.require(&[Role::Admin, Role::Analyst])?;
+    let limited_to = key.require(&[Role::Admin, Role::Analyst])?.read_limit();
     let campaign = id.into_inner();
     let lookup = campaign.clone();
+    let cache = state.campaigns.clone();
     let found = db::run(&state.pool, move |conn| {
-        if crate::campaign::get(conn, &lookup)?.is_none() {
-            return Ok::<_, DbError>(None);
-        }
-        mail::summary(conn, &lookup).map(Some)
+        let Some(context) = cache.get(conn, &lookup)? else { return Ok::<_, DbError>(None) };
+        let within = |agency: i64| limited_to.as_ref().is_none_or(|limit| context.tree.within(agency, limit));
+        mail::summary(conn, &lookup, within).map(Some)
     })
     .await?;
     found.map(web::Json).ok_or_else(|| ApiError::new(ErrorCode::CampaignNotFound, format!("no campaign `{campaign}`")))

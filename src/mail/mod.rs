@@ -357,14 +357,26 @@ pub struct InvitationSummary {
     pub outbox_pending: i64,
 }
 
-/// The summary of a campaign's invitations.
-pub fn summary(conn: &mut DbConnection, campaign: &str) -> Result<InvitationSummary, DbError> {
-    let rows: Vec<(String, bool, bool, i32)> = invitations::table
+/// The summary of a campaign's invitations to the agencies `counted` accepts (a key limited to
+/// some agencies counts theirs alone).
+pub fn summary(
+    conn: &mut DbConnection,
+    campaign: &str,
+    counted: impl Fn(i64) -> bool,
+) -> Result<InvitationSummary, DbError> {
+    let rows: Vec<(i64, String, bool, bool, i32)> = invitations::table
         .filter(invitations::campaign_id.eq(campaign))
-        .select((invitations::status, invitations::used, invitations::opted_out, invitations::reminders_sent))
+        .select((
+            invitations::agency_id,
+            invitations::status,
+            invitations::used,
+            invitations::opted_out,
+            invitations::reminders_sent,
+        ))
         .load(conn)?;
-    let mut summary = InvitationSummary { invited: rows.len() as i64, ..Default::default() };
-    for (state, used, opted_out, reminders) in rows {
+    let mut summary = InvitationSummary::default();
+    for (_, state, used, opted_out, reminders) in rows.into_iter().filter(|row| counted(row.0)) {
+        summary.invited += 1;
         match state.as_str() {
             status::QUEUED => summary.queued += 1,
             status::SENT => summary.sent += 1,
@@ -376,12 +388,13 @@ pub fn summary(conn: &mut DbConnection, campaign: &str) -> Result<InvitationSumm
         summary.reminders_sent += i64::from(reminders);
     }
     summary.response_rate = (summary.sent > 0).then(|| 100.0 * summary.used as f64 / summary.sent as f64);
-    summary.outbox_pending = outbox::table
+    let pending: Vec<i64> = outbox::table
         .inner_join(invitations::table)
         .filter(invitations::campaign_id.eq(campaign))
         .filter(outbox::status.eq(worker::PENDING))
-        .count()
-        .get_result(conn)?;
+        .select(invitations::agency_id)
+        .load(conn)?;
+    summary.outbox_pending = pending.into_iter().filter(|agency| counted(*agency)).count() as i64;
     Ok(summary)
 }
 

@@ -198,6 +198,42 @@ async fn an_invitation_arrives_in_its_language_and_its_link_works_once() {
     assert!(!summary.to_string().contains('@'), "no addresses in the summary");
 }
 
+/// An analyst key limited to some agencies counts the invitations of those agencies (and below)
+/// alone: a commune's key does not learn how many people another commune invited.
+#[tokio::test]
+async fn a_limited_analyst_counts_only_its_agencies_invitations() {
+    let (smtp, received) = smtp_server(Behaviour::Accept);
+    let app = mail_app(&smtp).await;
+    let admin = campaign(&app, "hn", json!({})).await;
+    let (status, _) = invite(
+        &app,
+        &admin,
+        "hn",
+        json!([
+            {"email": "an@example.vn", "agency": "00070"},
+            {"email": "binh@example.vn", "agency": "00004"},
+            {"email": "chi@example.vn", "agency": "00004"},
+        ]),
+    )
+    .await;
+    assert_eq!(status, 202);
+    wait_for(&received, 3).await;
+    let invited = |key: String| {
+        let app = &app;
+        async move {
+            let (status, summary) = app.get_json_with("/api/v1/campaigns/hn/invitations/summary", &key).await;
+            assert_eq!(status, 200, "{summary}");
+            summary["invited"].as_i64().unwrap()
+        }
+    };
+    assert_eq!(invited(app.key(Role::Analyst, &[])).await, 3);
+    assert_eq!(invited(admin.clone()).await, 3);
+    assert_eq!(invited(app.key(Role::Analyst, &["01"])).await, 3, "the province holds both communes");
+    assert_eq!(invited(app.key(Role::Analyst, &["00070"])).await, 1);
+    assert_eq!(invited(app.key(Role::Analyst, &["00004"])).await, 2);
+    assert_eq!(invited(app.key(Role::Analyst, &["79"])).await, 0, "another province's key");
+}
+
 #[tokio::test]
 async fn two_submissions_through_one_link_store_one_response() {
     let (smtp, received) = smtp_server(Behaviour::Accept);

@@ -101,7 +101,9 @@ struct ResultsPage<'a> {
     switch_url: String,
     campaign_title: String,
     synthetic: bool,
-    breadcrumbs: Vec<(String, String)>,
+    /// (link, name) from the top of the tree down to the unit; no link to an agency the viewer
+    /// may not open.
+    breadcrumbs: Vec<(Option<String>, String)>,
     unit_name: String,
     headline: Option<String>,
     interval: Option<String>,
@@ -263,8 +265,9 @@ struct View {
     previous: Option<Campaign>,
     /// (campaign, its index for this territory) from the oldest to this one.
     trend: Vec<(Campaign, Option<Interval>)>,
-    /// (code, name) from the top of the tree down to the unit.
-    breadcrumbs: Vec<(String, String)>,
+    /// (code, name, whether the viewer may open its page) from the top of the tree down to the
+    /// unit.
+    breadcrumbs: Vec<(String, String, bool)>,
 }
 
 fn request_for(
@@ -363,7 +366,10 @@ fn load_view(
     let mut cursor = context.tree.find(&code).map(|n| n.id);
     while let Some(id) = cursor {
         let Some(node) = context.tree.node(id) else { break };
-        breadcrumbs.push((node.code.clone(), node.name(lang).to_owned()));
+        // An ancestor above a limited key's agencies is named, for context, but not linked: its
+        // page would only answer 403.
+        let open = limited_to.is_none_or(|limit| context.tree.within(node.id, limit));
+        breadcrumbs.push((node.code.clone(), node.name(lang).to_owned(), open));
         cursor = node.parent;
         if breadcrumbs.len() > 64 {
             break;
@@ -512,8 +518,11 @@ fn build_page<'a>(
     } else {
         report.units.iter().map(|u| (u.agency.code.clone(), format!("{} ({})", u.agency.name, u.agency.code))).collect()
     };
-    let breadcrumbs =
-        view.breadcrumbs.iter().map(|(code, name)| (page_url(&current.id, code, lang), name.clone())).collect();
+    let breadcrumbs = view
+        .breadcrumbs
+        .iter()
+        .map(|(code, name, open)| (open.then(|| page_url(&current.id, code, lang)), name.clone()))
+        .collect();
     let download = |extension: &str| {
         with_query(&format!("/results/{}/stats.{extension}", current.id), &[("agency", &view.code), ("lang", lang)])
     };

@@ -406,7 +406,14 @@ async fn a_limited_analyst_sees_only_its_agencies_of_unpublished_results() {
     let html = own.text().await.unwrap();
     assert!(html.contains("Hà Nội"), "the key's province is the page's top");
     assert!(!html.contains("Hồ Chí Minh"), "no other province is listed");
-    assert_eq!(status_of("/results/private?agency=00070").await, 200, "a commune of Hà Nội");
+    let commune = app.get("/results/private?agency=00070").header(COOKIE, &cookie).send().await.unwrap();
+    assert_eq!(commune.status().as_u16(), 200, "a commune of Hà Nội");
+    let html = commune.text().await.unwrap();
+    let crumbs = &html[html.find("class=\"crumbs\"").unwrap()..];
+    let crumbs = &crumbs[..crumbs.find("</nav>").unwrap()];
+    assert!(crumbs.contains(">Thành phố Hà Nội</a>"), "the key's province is linked: {crumbs}");
+    assert!(!crumbs.contains("agency=VN"), "the nation, above the key's province, is not linked: {crumbs}");
+    assert!(crumbs.contains("<span>Việt Nam</span>"), "but named: {crumbs}");
     assert_eq!(status_of("/results/private?agency=79").await, 403);
     assert_eq!(status_of("/results/private?agency=VN").await, 403);
     assert_eq!(status_of("/results/private/stats.csv?agency=79").await, 403);

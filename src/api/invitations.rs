@@ -100,8 +100,7 @@ pub async fn summary(
     let cache = state.campaigns.clone();
     let found = db::run(&state.pool, move |conn| {
         let Some(context) = cache.get(conn, &lookup)? else { return Ok::<_, DbError>(None) };
-        let within = |agency: i64| limited_to.as_ref().is_none_or(|limit| context.tree.within(agency, limit));
-        mail::summary(conn, &lookup, within).map(Some)
+        mail::summary(conn, &lookup, |agency| context.tree.readable(agency, limited_to.as_deref())).map(Some)
     })
     .await?;
     found.map(web::Json).ok_or_else(|| ApiError::new(ErrorCode::CampaignNotFound, format!("no campaign `{campaign}`")))

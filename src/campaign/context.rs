@@ -109,6 +109,12 @@ impl CampaignTree {
         }
         false
     }
+
+    /// Whether a reader limited to `limit` (`None`: not limited) may read `node`'s figures and
+    /// rows: the node is one of the limit's agencies or lies below one.
+    pub fn readable(&self, node: i64, limit: Option<&[i64]>) -> bool {
+        limit.is_none_or(|agencies| self.within(node, agencies))
+    }
 }
 
 impl CampaignContext {

@@ -388,13 +388,15 @@ pub fn summary(
         summary.reminders_sent += i64::from(reminders);
     }
     summary.response_rate = (summary.sent > 0).then(|| 100.0 * summary.used as f64 / summary.sent as f64);
-    let pending: Vec<i64> = outbox::table
+    // Counted per agency by the database: one row per agency, not per message.
+    let pending: Vec<(i64, i64)> = outbox::table
         .inner_join(invitations::table)
         .filter(invitations::campaign_id.eq(campaign))
         .filter(outbox::status.eq(worker::PENDING))
-        .select(invitations::agency_id)
+        .group_by(invitations::agency_id)
+        .select((invitations::agency_id, diesel::dsl::count_star()))
         .load(conn)?;
-    summary.outbox_pending = pending.into_iter().filter(|agency| counted(*agency)).count() as i64;
+    summary.outbox_pending = pending.into_iter().filter(|(agency, _)| counted(*agency)).map(|(_, count)| count).sum();
     Ok(summary)
 }
 

@@ -368,7 +368,7 @@ fn load_view(
         let Some(node) = context.tree.node(id) else { break };
         // An ancestor above a limited key's agencies is named, for context, but not linked: its
         // page would only answer 403.
-        let open = limited_to.is_none_or(|limit| context.tree.within(node.id, limit));
+        let open = context.tree.readable(node.id, limited_to);
         breadcrumbs.push((node.code.clone(), node.name(lang).to_owned(), open));
         cursor = node.parent;
         if breadcrumbs.len() > 64 {

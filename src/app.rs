@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
+use actix_web::http::Method;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use tracing_actix_web::TracingLogger;
 use utoipa::OpenApi;
@@ -14,7 +15,9 @@ use utoipa_actix_web::{AppExt, scope};
 use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
 
 use crate::agency::import::{ImportError, ensure_embedded_registry};
-use crate::api::{self, agencies, audit, campaigns, health, invitations, keys, responses, stats, surveys};
+use crate::api::{
+    self, AllowingResource, agencies, audit, campaigns, health, invitations, keys, responses, stats, surveys,
+};
 use crate::campaign::context::CampaignCache;
 use crate::config::Settings;
 use crate::db::{self, DatabaseTarget, DbError, Pool, PoolOptions, UnsupportedDatabaseUrl};
@@ -292,21 +295,24 @@ pub fn run(listener: TcpListener, state: AppState) -> Result<Server, StartupErro
     };
     let keep_alive = Duration::from_secs(state.settings.keep_alive_seconds);
     let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    let openapi_json = web::Data::new(OpenApiJson(openapi_document().to_pretty_json().unwrap_or_default()));
+    let openapi = openapi_document();
+    let openapi_json = web::Data::new(OpenApiJson(openapi.to_pretty_json().unwrap_or_default()));
+    let documented_paths = web::Data::new(api::DocumentedPaths::of(&openapi));
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
             .app_data(openapi_json.clone())
+            .app_data(documented_paths.clone())
             .app_data(web::JsonConfig::default().limit(JSON_BODY_LIMIT).error_handler(api::json_error))
             .app_data(web::QueryConfig::default().error_handler(api::query_error))
             .app_data(web::PathConfig::default().error_handler(api::path_error))
             .app_data(web::PayloadConfig::default().limit(DEFINITION_BODY_LIMIT))
             // Before the `/api/v1` scope, which would otherwise answer 404 for this path.
-            .route("/api/v1/openapi.json", web::get().to(serve_openapi))
+            .service(AllowingResource::new("/api/v1/openapi.json").on(Method::GET, serve_openapi).finish())
             .service(health::healthz)
             .service(health::readyz)
-            .route("/metrics", web::get().to(health::metrics))
+            .service(AllowingResource::new("/metrics").on(Method::GET, health::metrics).finish())
             .service(
                 web::scope("/api/v1")
                     .configure(|config| api_routes(&mut utoipa_actix_web::service_config::ServiceConfig::new(config))),
@@ -315,7 +321,7 @@ pub fn run(listener: TcpListener, state: AppState) -> Result<Server, StartupErro
                 SwaggerUi::new("/api/docs/{_:.*}")
                     .config(SwaggerConfig::new(["/api/v1/openapi.json"]).validator_url("none")),
             )
-            .route("/api/docs", web::get().to(|| async { redirect("/api/docs/") }))
+            .service(AllowingResource::new("/api/docs").on(Method::GET, || async { redirect("/api/docs/") }).finish())
             .configure(crate::web::configure)
             .default_service(web::to(api::not_found))
             .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())

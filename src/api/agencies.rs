@@ -142,8 +142,10 @@ pub struct ListParams {
     /// Text in the name or the code; diacritics optional ("Ha Noi" finds "Hà Nội").
     q: Option<String>,
     /// Date the agencies must be valid on (YYYY-MM-DD; default today in Vietnam).
+    #[param(format = Date)]
     at: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// Cursor from the previous page's `next_cursor`.
     cursor: Option<String>,
@@ -155,6 +157,7 @@ pub struct ListParams {
 #[into_params(parameter_in = Query)]
 pub struct AtParams {
     /// Date at which the code is resolved (YYYY-MM-DD; default today in Vietnam).
+    #[param(format = Date)]
     at: Option<String>,
 }
 

@@ -24,6 +24,7 @@ pub struct AuditQuery {
     /// Entries older than this id (the previous answer's `next`).
     pub before: Option<i64>,
     /// At most this many, 1–1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 

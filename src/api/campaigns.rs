@@ -1,11 +1,11 @@
 //! Campaigns: admins create and change them; any key may read them.
 
-use actix_web::{HttpResponse, get, patch, post, web};
+use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::auth::Authenticated;
-use crate::app::AppState;
+use crate::app::{AppState, JSON_BODY_LIMIT};
 use crate::audit::{Actor, audited};
 use crate::auth::Role;
 use crate::campaign::{self, Campaign, CampaignError, CampaignPatch, NewCampaign};
@@ -50,10 +50,11 @@ fn campaign_error(error: CampaignError) -> ApiError {
 pub async fn create(
     state: web::Data<AppState>,
     key: Authenticated,
-    body: web::Json<NewCampaign>,
+    request: HttpRequest,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let admin = key.require(&[Role::Admin])?;
-    let new = body.into_inner();
+    let new: NewCampaign = super::from_json(&super::read_json(&request, payload, JSON_BODY_LIMIT).await?)?;
     let created = db::run(&state.pool, move |conn| {
         audited(
             conn,
@@ -100,11 +101,12 @@ pub async fn update(
     state: web::Data<AppState>,
     key: Authenticated,
     id: web::Path<String>,
-    body: web::Json<CampaignPatch>,
+    request: HttpRequest,
+    payload: web::Payload,
 ) -> Result<web::Json<Campaign>, ApiError> {
     let admin = key.require(&[Role::Admin])?;
     let id = id.into_inner();
-    let patch = body.into_inner();
+    let patch: CampaignPatch = super::from_json(&super::read_json(&request, payload, JSON_BODY_LIMIT).await?)?;
     let lookup = id.clone();
     let changes = patch.changes();
     let updated = db::run(&state.pool, move |conn| {

@@ -48,7 +48,7 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 /// token is configured (the endpoint is off), 401 without the right token.
 pub async fn metrics(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let Some(token) = state.settings.metrics_token.as_deref().filter(|t| !t.is_empty()) else {
-        return Ok(super::not_found(request).await);
+        return Ok(super::not_found(request, None).await);
     };
     let presented = request
         .headers()

@@ -51,8 +51,7 @@ pub async fn create(
     let body = super::read_body(&request, payload, INVITATIONS_BODY_LIMIT).await?;
     let rows: Vec<(String, InvitationRow)> = match super::media_type(&request).as_str() {
         "application/json" => {
-            let list: InvitationList =
-                serde_json::from_slice(&body).map_err(|e| ApiError::new(ErrorCode::MalformedBody, e.to_string()))?;
+            let list: InvitationList = super::from_json(&body)?;
             list.invitations.into_iter().enumerate().map(|(i, row)| (format!("invitations[{i}]"), row)).collect()
         }
         "text/csv" => {

@@ -1,11 +1,11 @@
 //! API keys, for admins: issue, list, revoke.
 
-use actix_web::{HttpResponse, delete, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::Authenticated;
-use crate::app::AppState;
+use crate::app::{AppState, JSON_BODY_LIMIT};
 use crate::audit::{Actor, audited};
 use crate::auth::{self, CreatedKey, KeyError, KeyInfo, Role};
 use crate::db;
@@ -38,10 +38,12 @@ pub struct KeyList {
 pub async fn create(
     state: web::Data<AppState>,
     key: Authenticated,
-    body: web::Json<NewKey>,
+    request: HttpRequest,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let admin = key.require(&[Role::Admin])?;
-    let NewKey { role, name, agencies } = body.into_inner();
+    let NewKey { role, name, agencies } =
+        super::from_json(&super::read_json(&request, payload, JSON_BODY_LIMIT).await?)?;
     let created = db::run(&state.pool, move |conn| {
         audited(
             conn,

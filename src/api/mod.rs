@@ -12,7 +12,10 @@ pub mod responses;
 pub mod stats;
 pub mod surveys;
 
-use actix_web::HttpRequest;
+use actix_web::dev::ResourceDef;
+use actix_web::http::Method;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -34,6 +37,8 @@ use crate::error::{ApiError, ErrorCode, FieldError, Problem};
         crate::report::Rollup,
         crate::report::Weights,
         crate::api::stats::StatsFormat,
+        crate::api::stats::LabelLanguage,
+        crate::api::stats::CodebookFormat,
         crate::report::microdata::MicrodataFormat
     )),
     modifiers(&BearerAuth),
@@ -112,10 +117,115 @@ pub fn document_errors(openapi: &mut utoipa::openapi::OpenApi) {
     }
 }
 
-/// The answer for a request no route matches: problem+json under `/api`, as for every API error.
-pub async fn not_found(request: HttpRequest) -> actix_web::HttpResponse {
+/// The methods each path of the OpenAPI document answers. The API's handlers are routed by
+/// method guards, which pass a request to a documented path with another method on to the default
+/// service; with this table that service answers it 405 with `Allow` (RFC 9110 §15.5.6) instead of
+/// 404, which would tell a client that the path does not exist. Read from the document, so that it
+/// lists what the document promises and nothing else.
+#[derive(Debug, Default)]
+pub struct DocumentedPaths(Vec<(ResourceDef, Vec<Method>)>);
+
+impl DocumentedPaths {
+    /// The table of a collected document.
+    pub fn of(openapi: &utoipa::openapi::OpenApi) -> Self {
+        Self(
+            openapi
+                .paths
+                .paths
+                .iter()
+                .map(|(path, item)| {
+                    let methods = [
+                        (Method::GET, item.get.is_some()),
+                        (Method::POST, item.post.is_some()),
+                        (Method::PUT, item.put.is_some()),
+                        (Method::PATCH, item.patch.is_some()),
+                        (Method::DELETE, item.delete.is_some()),
+                    ];
+                    // Path templates (`/campaigns/{id}`) are the router's own syntax.
+                    let served = methods.into_iter().filter(|(_, documented)| *documented).map(|(m, _)| m).collect();
+                    (ResourceDef::new(path.as_str()), served)
+                })
+                .collect(),
+        )
+    }
+
+    /// The methods documented for `path`, over every template it matches (`/responses/batch` is
+    /// both its own path and a `/responses/{id}`); empty when no documented path matches.
+    pub fn allowed(&self, path: &str) -> Vec<Method> {
+        let mut allowed: Vec<Method> = Vec::new();
+        for (template, methods) in &self.0 {
+            if template.is_match(path) {
+                allowed.extend(methods.iter().filter(|m| !allowed.contains(m)).cloned().collect::<Vec<_>>());
+            }
+        }
+        allowed
+    }
+}
+
+/// The answer for a request no route matches: 405 with `Allow` when its path is documented for
+/// other methods, else 404; problem+json, as for every API error.
+pub async fn not_found(request: HttpRequest, documented: Option<web::Data<DocumentedPaths>>) -> HttpResponse {
     use actix_web::ResponseError;
+    let allowed = documented.map(|paths| paths.allowed(request.path())).unwrap_or_default();
+    if !allowed.is_empty() {
+        return method_not_allowed(&request, &allowed);
+    }
     ApiError::new(ErrorCode::NotFound, format!("no resource at {}", request.path())).error_response()
+}
+
+/// 405 for a method `path` does not serve, with `Allow` naming those it does.
+pub fn method_not_allowed(request: &HttpRequest, allowed: &[Method]) -> HttpResponse {
+    use actix_web::ResponseError;
+    let allow = allowed.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+    let detail = format!("{} is not served at {}; it answers {allow}", request.method(), request.path());
+    let mut response = ApiError::new(ErrorCode::MethodNotAllowed, detail).error_response();
+    if let Ok(value) = HeaderValue::from_str(&allow) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
+}
+
+/// A resource outside the OpenAPI document (a page, a file) that answers the methods it does not
+/// serve with 405 and `Allow`, as the documented paths do: actix-web's own answer there is a 405
+/// without `Allow`, and a route added with `App::route` is not even that (its method guard makes
+/// the router pass the request on, to a 404).
+pub struct AllowingResource {
+    resource: actix_web::Resource,
+    methods: Vec<Method>,
+}
+
+impl AllowingResource {
+    /// A resource at `path` serving no method yet.
+    pub fn new(path: &str) -> Self {
+        Self { resource: web::resource(path), methods: Vec::new() }
+    }
+
+    /// Data for this resource's handlers (a form's size limit).
+    pub fn app_data<U: 'static>(mut self, data: U) -> Self {
+        self.resource = self.resource.app_data(data);
+        self
+    }
+
+    /// Serves `method` with `handler`.
+    pub fn on<F, Args>(mut self, method: Method, handler: F) -> Self
+    where
+        F: actix_web::Handler<Args>,
+        Args: actix_web::FromRequest + 'static,
+        F::Output: actix_web::Responder + 'static,
+    {
+        self.resource = self.resource.route(web::method(method.clone()).to(handler));
+        self.methods.push(method);
+        self
+    }
+
+    /// The resource, answering every other method 405.
+    pub fn finish(self) -> actix_web::Resource {
+        let methods = self.methods;
+        self.resource.default_service(web::to(move |request: HttpRequest| {
+            let methods = methods.clone();
+            async move { method_not_allowed(&request, &methods) }
+        }))
+    }
 }
 
 /// Error handler for query strings that do not deserialize.
@@ -148,6 +258,73 @@ pub fn media_type(request: &HttpRequest) -> String {
     let content_type =
         request.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()
+}
+
+/// Reads a JSON request body of at most `limit` bytes, not yet parsed: 415 when its media type is
+/// not JSON (`application/json` or `application/*+json`), 413 when too large, 400 when empty.
+pub async fn read_json(
+    request: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<actix_web::web::BytesMut, ApiError> {
+    let media = media_type(request);
+    if media != "application/json" && !(media.starts_with("application/") && media.ends_with("+json")) {
+        return Err(ApiError::new(ErrorCode::UnsupportedMediaType, "send the body as application/json"));
+    }
+    let body = read_body(request, payload, limit).await?;
+    if body.is_empty() {
+        return Err(ApiError::new(ErrorCode::MalformedBody, "the body is empty"));
+    }
+    Ok(body)
+}
+
+/// Parses a JSON body into `T`. When it does not fit, the 400 names the member at fault
+/// (`mail.reminders[0]`) beside serde's reason; serde_json alone gives only a line and column.
+pub fn from_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let refused = |path: String, error: serde_json::Error| {
+        let message = plain_serde_message(&error.to_string());
+        // serde reports a missing member at the object that lacks it; the field at fault is the member.
+        let missing = message.strip_prefix("missing field `").and_then(|rest| rest.split_once('`')).map(|(m, _)| m);
+        let within =
+            |member: &str| if path.is_empty() || path == "." { member.to_owned() } else { format!("{path}.{member}") };
+        let (field, code) = match (error.classify(), missing) {
+            (serde_json::error::Category::Data, Some(member)) => (within(member), "required"),
+            (serde_json::error::Category::Data, None) if !path.is_empty() && path != "." => (path.clone(), "invalid"),
+            (serde_json::error::Category::Data, None) => ("body".to_owned(), "invalid"),
+            // Not JSON at all: the place is a line and column, not a member.
+            _ => ("body".to_owned(), "syntax"),
+        };
+        ApiError::new(ErrorCode::MalformedBody, format!("`{field}`: {message}")).with_errors(vec![FieldError {
+            field,
+            code: code.to_owned(),
+            message,
+        }])
+    };
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        refused(path, error.into_inner())
+    })?;
+    // Nothing but white space may follow the value.
+    deserializer.end().map_err(|error| refused(String::new(), error))?;
+    Ok(value)
+}
+
+/// serde's message with Rust's integer type names said as what a client can send.
+fn plain_serde_message(message: &str) -> String {
+    let mut plain = message.to_owned();
+    for (rust, said) in [
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        ("expected u32", "expected a whole number from 0"),
+        ("expected u64", "expected a whole number from 0"),
+        ("expected usize", "expected a whole number from 0"),
+        ("expected i32", "expected a whole number"),
+        ("expected i64", "expected a whole number"),
+    ] {
+        plain = plain.replace(rust, said);
+    }
+    plain
 }
 
 /// Error handler for raw bodies over the size limit.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::Utc;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
@@ -26,6 +26,69 @@ use crate::intake::{self, Idempotency, Origin, Prepared, RawSubmission, Refusal,
 pub const RESPONSE_BODY_LIMIT: usize = 64 * 1024;
 /// Largest batch body per allowed item.
 const BATCH_BYTES_PER_ITEM: usize = 16 * 1024;
+
+// The bodies below are for the document only: the handlers read bodies with their own reader,
+// which builds no objects of the answers (the intake path's speed), and check the answers against
+// the campaign's definition, which no fixed schema can express. `Deserialize` is derived for
+// serde's `flatten`, which the schema derive reads.
+
+/// One response. Its answers are checked against the campaign's survey definition (which
+/// questions, which options, which are required); members not listed here are refused.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct SubmissionBody {
+    /// Campaign id.
+    campaign: String,
+    /// Official code of the agency that served the respondent (one of the campaign's agencies or
+    /// below them).
+    agency: String,
+    /// Who answers.
+    respondent_type: RespondentTypeName,
+    /// Language the respondent answered in (one of the survey's languages; default its first).
+    #[schema(example = "vi")]
+    language: Option<String>,
+    /// Answers by question id: a scale point or number (integer), an option's value (string),
+    /// several options' values (array of strings), or free text (string).
+    #[schema(value_type = Object, example = json!({"s01": 4, "s02": 5, "gender": "female"}))]
+    answers: Value,
+    /// The administrative service used (a code of the partner's catalogue).
+    service: Option<String>,
+    /// The dossier's number: one rating per dossier, campaign and agency (stored as a keyed hash).
+    dossier: Option<String>,
+    /// When the respondent finished (RFC 3339).
+    completed_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The respondent types of the SIPAS questionnaires.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum RespondentTypeName {
+    /// A citizen.
+    Individual,
+    /// A business or other organization.
+    Organization,
+}
+
+/// One item of a batch: a response's members and its `client_id`.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct BatchItemBody {
+    /// The item's idempotency key (1–255 printable ASCII characters), unique within the key's
+    /// requests: an item sent again with it is answered with its first result.
+    client_id: String,
+    #[schema(inline)]
+    #[serde(flatten)]
+    response: SubmissionBody,
+}
+
+/// The body of a batch.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct BatchBody {
+    /// At most the server's `batch_max_items` (default 1,000).
+    items: Vec<BatchItemBody>,
+}
 
 /// The answer to an accepted response.
 #[derive(Debug, Serialize, ToSchema)]
@@ -81,24 +144,6 @@ pub struct StoredResponse {
     pub answers: serde_json::Map<String, Value>,
     /// When it was stored (UTC).
     pub received_at: String,
-}
-
-/// Reads a JSON body up to `limit` bytes: 415 when it is not JSON, 413 when too large.
-/// The body of a JSON request, not yet parsed.
-async fn read_json_body(
-    request: &HttpRequest,
-    payload: web::Payload,
-    limit: usize,
-) -> Result<actix_web::web::BytesMut, ApiError> {
-    let media = super::media_type(request);
-    if media != "application/json" && !(media.starts_with("application/") && media.ends_with("+json")) {
-        return Err(ApiError::new(ErrorCode::UnsupportedMediaType, "send the body as application/json"));
-    }
-    let body = super::read_body(request, payload, limit).await?;
-    if body.is_empty() {
-        return Err(ApiError::new(ErrorCode::MalformedBody, "the body is empty"));
-    }
-    Ok(body)
 }
 
 fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
@@ -167,7 +212,7 @@ fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, ApiError> {
 /// Posts one response. 201 only once it is committed; a retry with the same `Idempotency-Key`
 /// and body returns the first result with `Idempotent-Replayed: true`.
 #[utoipa::path(tag = "responses",
-    request_body(content = Object, description = "campaign, agency, respondent_type, language, answers, service, dossier, completed_at"),
+    request_body(content = SubmissionBody, description = "One response; checked against its campaign's definition"),
     params(("Idempotency-Key" = Option<String>, Header, description = "1–255 printable characters; retries with the same key and body are answered with the first result")),
     responses(
         (status = 201, body = Created), (status = 400, body = crate::error::Problem), (status = 401, body = crate::error::Problem),
@@ -184,7 +229,7 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let principal = poster(key)?;
     let idempotency = idempotency_key(&request)?;
-    let body = read_json_body(&request, payload, RESPONSE_BODY_LIMIT).await?;
+    let body = super::read_json(&request, payload, RESPONSE_BODY_LIMIT).await?;
     // A body that is no well-formed JSON object is read as a value, which says what is wrong.
     let read = match RawSubmission::from_slice(&body) {
         Some(raw) => Ok(raw),
@@ -254,7 +299,7 @@ fn single_result(outcome: ItemOutcome) -> Result<HttpResponse, ApiError> {
 /// (its idempotency key). Valid items are stored even when others are refused; results come in
 /// item order.
 #[utoipa::path(tag = "responses",
-    request_body(content = Object, description = "{\"items\": [response + client_id, …]}"),
+    request_body(content = BatchBody, description = "Responses, each with its `client_id`"),
     responses((status = 200, body = BatchResults), (status = 400, body = crate::error::Problem), (status = 413, body = crate::error::Problem)),
     security(("api_key" = [])))]
 #[post("/responses/batch")]
@@ -266,7 +311,7 @@ pub async fn batch(
 ) -> Result<web::Json<BatchResults>, ApiError> {
     let principal = poster(key)?;
     let max_items = state.settings.batch_max_items.max(1);
-    let body = read_json_body(&request, payload, max_items * BATCH_BYTES_PER_ITEM).await?;
+    let body = super::read_json(&request, payload, max_items * BATCH_BYTES_PER_ITEM).await?;
     // Items are read without building JSON objects of their answers; a body that is not
     // `{"items": [object, …]}` is read as a value, which says what is wrong.
     let items: Vec<Option<RawSubmission>> = match intake::RawBatch::from_slice(&body) {

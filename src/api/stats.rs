@@ -36,6 +36,28 @@ pub enum StatsFormat {
     Xlsx,
 }
 
+/// Languages of labels, as the document names them (the handlers read `lang` as text and refuse
+/// others naming the parameter).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LabelLanguage {
+    /// Vietnamese (default).
+    Vi,
+    /// English.
+    En,
+}
+
+/// Formats of the codebook, as the document names them (the query reads a [`StatsFormat`] and
+/// refuses `xlsx` naming the parameter).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CodebookFormat {
+    /// JSON (default).
+    Json,
+    /// One row per value label.
+    Csv,
+}
+
 /// Query of `GET /api/v1/campaigns/{id}/stats`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -55,10 +77,12 @@ pub struct StatsQuery {
     /// An earlier campaign of the same survey to compare with.
     pub compare: Option<String>,
     /// Confidence level, 0.5 to 0.999 (default 0.95).
+    #[param(minimum = 0.5, maximum = 0.999)]
     pub confidence: Option<f64>,
     /// `json` (default), `csv` or `xlsx`.
     pub format: Option<StatsFormat>,
     /// Language of labels: `vi` (default) or `en`.
+    #[param(value_type = Option<LabelLanguage>)]
     pub lang: Option<String>,
 }
 
@@ -409,6 +433,7 @@ pub async fn export_responses(
 #[serde(deny_unknown_fields)]
 pub struct CodebookQuery {
     /// `json` (default) or `csv`.
+    #[param(value_type = Option<CodebookFormat>)]
     pub format: Option<StatsFormat>,
 }
 
@@ -457,6 +482,7 @@ pub struct ReliabilityQuery {
     /// own agency in the campaign).
     pub agency: Option<String>,
     /// Language of labels: `vi` (default) or `en`.
+    #[param(value_type = Option<LabelLanguage>)]
     pub lang: Option<String>,
 }
 

@@ -60,7 +60,7 @@ pub async fn latest(
 /// One published version of a survey.
 #[utoipa::path(
     tag = "surveys",
-    params(("id" = String, Path, description = "Survey id"), ("version" = i32, Path, description = "Version number")),
+    params(("id" = String, Path, description = "Survey id"), ("version" = i32, Path, description = "Version number", minimum = 1)),
     responses((status = 200, body = SurveyDefinition), (status = 400, body = crate::error::Problem), (status = 404, body = crate::error::Problem))
 )]
 #[get("/surveys/{id}/versions/{version}")]

@@ -92,7 +92,8 @@ pub enum SubmittedAnswers<'a> {
     Pairs(AnswerPairs<'a>),
 }
 
-const SUBMISSION_FIELDS: [&str; 8] =
+/// The members a response's body may have (a batch item: these and `client_id`).
+pub const SUBMISSION_FIELDS: [&str; 8] =
     ["campaign", "agency", "respondent_type", "language", "answers", "service", "dossier", "completed_at"];
 
 /// Reads a submission from a JSON value, listing every field at fault. `extra` names fields the

@@ -11,8 +11,10 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
+use actix_web::http::Method;
 use actix_web::{HttpRequest, HttpResponse, web};
 
+use crate::api::AllowingResource;
 use crate::app::AppState;
 use form::Mode;
 
@@ -111,43 +113,50 @@ fn form_error(error: actix_web::error::UrlencodedError, request: &HttpRequest) -
 /// Registers the citizen pages.
 pub fn configure(config: &mut web::ServiceConfig) {
     let form_config = web::FormConfig::default().limit(FORM_BODY_LIMIT).error_handler(form_error);
+    // Every page answers the methods it does not serve with 405 and `Allow`.
+    let page = AllowingResource::new;
     config
-        .route("/static/form.css", web::get().to(stylesheet))
-        .route("/static/results.css", web::get().to(results::stylesheet))
-        .route("/results", web::get().to(results::index))
-        .route("/results/{campaign}", web::get().to(results::page))
-        .route("/results/{campaign}/stats.{format}", web::get().to(results::download))
+        .service(page("/static/form.css").on(Method::GET, stylesheet).finish())
+        .service(page("/static/results.css").on(Method::GET, results::stylesheet).finish())
+        .service(page("/results").on(Method::GET, results::index).finish())
+        .service(page("/results/{campaign}").on(Method::GET, results::page).finish())
+        .service(page("/results/{campaign}/stats.{format}").on(Method::GET, results::download).finish())
         .service(
-            web::resource("/login")
+            page("/login")
                 .app_data(form_config.clone())
-                .route(web::get().to(session::login_form))
-                .route(web::post().to(session::login)),
+                .on(Method::GET, session::login_form)
+                .on(Method::POST, session::login)
+                .finish(),
         )
-        .service(web::resource("/logout").app_data(form_config.clone()).route(web::post().to(session::logout)))
+        .service(page("/logout").app_data(form_config.clone()).on(Method::POST, session::logout).finish())
         .service(
-            web::resource("/s/{campaign}/{agency}")
+            page("/s/{campaign}/{agency}")
                 .app_data(form_config.clone())
-                .route(web::get().to(survey_page))
-                .route(web::post().to(survey_post)),
+                .on(Method::GET, survey_page)
+                .on(Method::POST, survey_post)
+                .finish(),
         )
-        .route("/s/{campaign}/{agency}/qr.svg", web::get().to(form::qr))
-        .route("/s/{campaign}/{agency}/poster", web::get().to(form::poster))
+        .service(page("/s/{campaign}/{agency}/qr.svg").on(Method::GET, form::qr).finish())
+        .service(page("/s/{campaign}/{agency}/poster").on(Method::GET, form::poster).finish())
         .service(
-            web::resource("/r/{campaign}/{agency}")
+            page("/r/{campaign}/{agency}")
                 .app_data(form_config.clone())
-                .route(web::get().to(rating_page))
-                .route(web::post().to(rating_post)),
-        )
-        .service(
-            web::resource("/i/{token}")
-                .app_data(form_config.clone())
-                .route(web::get().to(invitation_page))
-                .route(web::post().to(invitation_post)),
+                .on(Method::GET, rating_page)
+                .on(Method::POST, rating_post)
+                .finish(),
         )
         .service(
-            web::resource("/u/{token}")
+            page("/i/{token}")
+                .app_data(form_config.clone())
+                .on(Method::GET, invitation_page)
+                .on(Method::POST, invitation_post)
+                .finish(),
+        )
+        .service(
+            page("/u/{token}")
                 .app_data(form_config)
-                .route(web::get().to(form::unsubscribe_page))
-                .route(web::post().to(form::unsubscribe)),
+                .on(Method::GET, form::unsubscribe_page)
+                .on(Method::POST, form::unsubscribe)
+                .finish(),
         );
 }

@@ -96,3 +96,68 @@ async fn requests_that_should_never_get_in_are_refused_and_store_nothing() {
     assert_eq!(app.get_json_with("/api/v1/campaigns/hn", &admin).await.0, 200);
     assert_eq!(app.post_response(&hanoi, None, &individual("hn", "00004", 9)).await.status().as_u16(), 201);
 }
+
+/// A JSON body that does not fit its type is refused 400 naming the member at fault (and the
+/// missing one by its name), not only a line and column; a key that may not make the request
+/// is refused 403 whatever its body; nothing is changed.
+#[tokio::test]
+async fn a_json_body_that_does_not_fit_names_the_member_at_fault() {
+    let app = TestApp::spawn().await;
+    let admin = app.open_campaign("hn", "sipas-individual", &["01"]).await;
+    let analyst = app.key(Role::Analyst, &[]);
+    let faults = |body: serde_json::Value| {
+        body["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["field"].as_str().unwrap().to_owned(), e["code"].as_str().unwrap().to_owned()))
+            .collect::<Vec<_>>()
+    };
+    let send = |method: reqwest::Method, path: &str, key: &str, body: &str| {
+        app.client
+            .request(method, app.url(path))
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+    };
+    for (method, path, body, field, code) in [
+        (reqwest::Method::PATCH, "/api/v1/campaigns/hn", r#"{"min_n": 1.5}"#, "min_n", "invalid"),
+        (reqwest::Method::PATCH, "/api/v1/campaigns/hn", r#"{"min_n": "five"}"#, "min_n", "invalid"),
+        (
+            reqwest::Method::POST,
+            "/api/v1/campaigns",
+            r#"{"mail": {"reminders": [-1]}}"#,
+            "mail.reminders[0]",
+            "invalid",
+        ),
+        (reqwest::Method::POST, "/api/v1/keys", r#"{"name": "k", "role": "boss"}"#, "role", "invalid"),
+        (reqwest::Method::POST, "/api/v1/keys", r#"{"name": "k"}"#, "role", "required"),
+        (reqwest::Method::POST, "/api/v1/keys", r#"{"name": "k""#, "body", "syntax"),
+        (reqwest::Method::POST, "/api/v1/keys", r#"{"name": "k", "role": "admin"} and more"#, "body", "syntax"),
+        (
+            reqwest::Method::POST,
+            "/api/v1/campaigns/hn/invitations",
+            r#"{"invitations": [{"email": 5, "agency": "00004"}]}"#,
+            "invitations[0].email",
+            "invalid",
+        ),
+    ] {
+        let response = send(method.clone(), path, &admin, body).await.unwrap();
+        let problem = crate::helpers::assert_problem(response, 400, "malformed_body").await;
+        assert_eq!(
+            faults(problem.clone()),
+            vec![(field.to_owned(), code.to_owned())],
+            "{method} {path} {body}: {problem}"
+        );
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(!detail.contains("i32") && !detail.contains("u32"), "Rust type names in {detail}");
+    }
+    // An analyst may not change a campaign: 403 before its body is read.
+    let forbidden = send(reqwest::Method::PATCH, "/api/v1/campaigns/hn", &analyst, r#"{"min_n": 1.5}"#).await.unwrap();
+    crate::helpers::assert_problem(forbidden, 403, "forbidden").await;
+    let (_, keys) = app.get_json_with("/api/v1/keys", &admin).await;
+    assert!(keys["keys"].as_array().unwrap().iter().all(|k| k["name"] != "k"), "{keys}");
+    let (_, campaign) = app.get_json_with("/api/v1/campaigns/hn", &admin).await;
+    assert_ne!(campaign["min_n"], 1.5);
+}

@@ -324,6 +324,16 @@ pub fn run(listener: TcpListener, state: AppState) -> Result<Server, StartupErro
             .service(AllowingResource::new("/api/docs").on(Method::GET, || async { redirect("/api/docs/") }).finish())
             .configure(crate::web::configure)
             .default_service(web::to(api::not_found))
+            // HEAD is answered as GET (RFC 9110 §9.3.2): the router sees GET, and the connection,
+            // which read the request as HEAD, sends the headers alone. Innermost, so that the log
+            // and the metrics name the method the client sent.
+            .wrap_fn(|mut request, service| {
+                use actix_web::dev::Service;
+                if request.method() == Method::HEAD {
+                    request.head_mut().method = Method::GET;
+                }
+                service.call(request)
+            })
             .wrap(TracingLogger::<crate::telemetry::RequestSpan>::new())
             // Requests by route and status, and their latency.
             .wrap_fn(|request, service| {

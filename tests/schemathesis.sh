@@ -2,7 +2,8 @@
 # Property-based API testing with Schemathesis (PyPI) against /api/v1/openapi.json: with a key of
 # each role, every operation is called with generated requests, and every answer must be no 5xx,
 # have a documented status, media type and headers, and match its documented schema; a method a
-# path does not serve must be 405, and a secured operation must refuse a request without its key.
+# path does not serve must be 405 (and OPTIONS list what it serves), and a secured operation must
+# refuse a request without its key.
 # Bounded (20 examples per operation, deterministic). Uses the debug binary `cargo test` builds.
 # Not checked: that schema-invalid requests are refused (a batch answers 200 with a 422 per item
 # that is not a response, by design) nor that schema-valid ones are taken (no schema can say
@@ -38,7 +39,7 @@ for role in ADMIN ANALYST PARTNER; do
   # Not generated: key revocation (it would revoke the key under test) and definition publishing
   # (TOML bodies, which Schemathesis cannot generate; covered by the integration tests).
   schemathesis run "$BASE/api/v1/openapi.json" \
-    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance,unsupported_method,ignored_auth,missing_required_header \
+    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance,unsupported_method,allow_header_conformance,ignored_auth,missing_required_header \
     --max-examples 20 --generation-deterministic \
     --header "Authorization: Bearer ${!role}" \
     --exclude-method DELETE --exclude-operation-id publish \

@@ -149,21 +149,28 @@ impl DocumentedPaths {
         )
     }
 
-    /// The methods documented for `path`, over every template it matches (`/responses/batch` is
-    /// both its own path and a `/responses/{id}`); empty when no documented path matches.
+    /// The methods documented for `path`: those of the template that is `path` itself, if one is
+    /// (`/responses/batch`, although it also matches `/responses/{id}`, where no response has that
+    /// id), else those of every template it matches; empty when none does.
     pub fn allowed(&self, path: &str) -> Vec<Method> {
+        if let Some((_, methods)) = self.0.iter().find(|(template, _)| template.pattern() == Some(path)) {
+            return methods.clone();
+        }
         let mut allowed: Vec<Method> = Vec::new();
-        for (template, methods) in &self.0 {
-            if template.is_match(path) {
-                allowed.extend(methods.iter().filter(|m| !allowed.contains(m)).cloned().collect::<Vec<_>>());
+        for (_, methods) in self.0.iter().filter(|(template, _)| template.is_match(path)) {
+            for method in methods {
+                if !allowed.contains(method) {
+                    allowed.push(method.clone());
+                }
             }
         }
         allowed
     }
 }
 
-/// The answer for a request no route matches: 405 with `Allow` when its path is documented for
-/// other methods, else 404; problem+json, as for every API error.
+/// The answer for a request no route matches: when its path is documented for other methods, 405
+/// with `Allow` (to OPTIONS, 204 with `Allow`), else 404; problems in problem+json, as for every
+/// API error.
 pub async fn not_found(request: HttpRequest, documented: Option<web::Data<DocumentedPaths>>) -> HttpResponse {
     use actix_web::ResponseError;
     let allowed = documented.map(|paths| paths.allowed(request.path())).unwrap_or_default();
@@ -173,12 +180,26 @@ pub async fn not_found(request: HttpRequest, documented: Option<web::Data<Docume
     ApiError::new(ErrorCode::NotFound, format!("no resource at {}", request.path())).error_response()
 }
 
-/// 405 for a method `path` does not serve, with `Allow` naming those it does.
+/// The answer to a method that a path's routes do not take: to OPTIONS, 204 with `Allow`
+/// (RFC 9110 §9.3.7); to any other, 405 with `Allow`. `Allow` names the routed methods, HEAD
+/// wherever GET (every GET is also answered to HEAD) and OPTIONS.
 pub fn method_not_allowed(request: &HttpRequest, allowed: &[Method]) -> HttpResponse {
     use actix_web::ResponseError;
-    let allow = allowed.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
-    let detail = format!("{} is not served at {}; it answers {allow}", request.method(), request.path());
-    let mut response = ApiError::new(ErrorCode::MethodNotAllowed, detail).error_response();
+    let mut names = Vec::with_capacity(allowed.len() + 2);
+    for method in allowed {
+        names.push(method.as_str());
+        if method == Method::GET {
+            names.push(Method::HEAD.as_str());
+        }
+    }
+    names.push(Method::OPTIONS.as_str());
+    let allow = names.join(", ");
+    let mut response = if request.method() == Method::OPTIONS {
+        HttpResponse::NoContent().finish()
+    } else {
+        let detail = format!("{} is not served at {}; it answers {allow}", request.method(), request.path());
+        ApiError::new(ErrorCode::MethodNotAllowed, detail).error_response()
+    };
     if let Ok(value) = HeaderValue::from_str(&allow) {
         response.headers_mut().insert(header::ALLOW, value);
     }

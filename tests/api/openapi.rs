@@ -48,8 +48,8 @@ async fn the_api_page_loads_nothing_from_another_origin() {
 }
 
 /// Every documented path asked with a method it does not serve answers 405 with `Allow` naming
-/// exactly the documented methods (over every template the path matches); so do the pages and
-/// files outside the document. A path nothing serves is still 404.
+/// exactly the documented methods (over every template the path matches), with HEAD and OPTIONS;
+/// so do the pages and files outside the document. A path nothing serves is still 404.
 #[tokio::test]
 async fn a_known_path_asked_with_another_method_is_answered_405_with_allow() {
     let app = TestApp::spawn().await;
@@ -61,17 +61,23 @@ async fn a_known_path_asked_with_another_method_is_answered_405_with_allow() {
     };
     let documented = |path: &str| {
         let mut methods: Vec<String> = Vec::new();
+        // A path that is a template of its own takes that template's methods alone.
+        let exact = paths.contains_key(path);
         for (template, item) in paths {
             let pattern = actix_web::dev::ResourceDef::new(template.as_str());
-            if pattern.is_match(path) {
+            if (exact && template == path) || (!exact && pattern.is_match(path)) {
                 for method in ["get", "post", "put", "patch", "delete"] {
                     let upper = method.to_uppercase();
                     if item.get(method).is_some() && !methods.contains(&upper) {
                         methods.push(upper);
+                        if method == "get" {
+                            methods.push("HEAD".to_owned());
+                        }
                     }
                 }
             }
         }
+        methods.push("OPTIONS".to_owned());
         methods.sort();
         methods
     };
@@ -85,17 +91,17 @@ async fn a_known_path_asked_with_another_method_is_answered_405_with_allow() {
         allowed.sort();
         assert_eq!(allowed, documented(&path), "Allow of {path}");
     }
-    // `/responses/batch` is also a `/responses/{id}`: both methods are allowed.
+    // `/responses/batch` also matches `/responses/{id}`, but is a path of its own.
     let batch = app.client.put(app.url("/api/v1/responses/batch")).send().await.unwrap();
-    assert_eq!(batch.headers()["allow"], "POST, GET");
+    assert_eq!(batch.headers()["allow"], "POST, OPTIONS");
     for (method, path, allow) in [
-        (reqwest::Method::POST, "/results", "GET"),
-        (reqwest::Method::PUT, "/login", "GET, POST"),
-        (reqwest::Method::GET, "/logout", "POST"),
-        (reqwest::Method::DELETE, "/s/hn/00004", "GET, POST"),
-        (reqwest::Method::POST, "/api/v1/openapi.json", "GET"),
-        (reqwest::Method::POST, "/metrics", "GET"),
-        (reqwest::Method::POST, "/static/form.css", "GET"),
+        (reqwest::Method::POST, "/results", "GET, HEAD, OPTIONS"),
+        (reqwest::Method::PUT, "/login", "GET, HEAD, POST, OPTIONS"),
+        (reqwest::Method::GET, "/logout", "POST, OPTIONS"),
+        (reqwest::Method::DELETE, "/s/hn/00004", "GET, HEAD, POST, OPTIONS"),
+        (reqwest::Method::POST, "/api/v1/openapi.json", "GET, HEAD, OPTIONS"),
+        (reqwest::Method::POST, "/metrics", "GET, HEAD, OPTIONS"),
+        (reqwest::Method::POST, "/static/form.css", "GET, HEAD, OPTIONS"),
     ] {
         let response = app.client.request(method.clone(), app.url(path)).send().await.unwrap();
         assert_eq!(response.headers().get("allow").map(|v| v.to_str().unwrap()), Some(allow), "{method} {path}");
@@ -103,6 +109,32 @@ async fn a_known_path_asked_with_another_method_is_answered_405_with_allow() {
     }
     let nowhere = app.client.request(reqwest::Method::TRACE, app.url("/api/v1/nowhere")).send().await.unwrap();
     crate::helpers::assert_problem(nowhere, 404, "not_found").await;
+
+    // HEAD is answered as GET, headers alone: a load balancer's probe, a page, a keyed listing.
+    let analyst = app.key(sipas::auth::Role::Analyst, &[]);
+    for (path, key) in
+        [("/healthz", None), ("/readyz", None), ("/results", None), ("/api/v1/campaigns", Some(&analyst))]
+    {
+        let mut head = app.client.head(app.url(path));
+        let mut get = app.client.get(app.url(path));
+        if let Some(key) = key {
+            head = head.bearer_auth(key);
+            get = get.bearer_auth(key);
+        }
+        let (head, get) = (head.send().await.unwrap(), get.send().await.unwrap());
+        assert_eq!(head.status().as_u16(), 200, "HEAD {path}");
+        assert_eq!(head.headers().get("content-type"), get.headers().get("content-type"), "HEAD {path}");
+        assert!(head.bytes().await.unwrap().is_empty(), "HEAD {path} sent a body");
+    }
+    let unkeyed = app.client.head(app.url("/api/v1/campaigns")).send().await.unwrap();
+    assert_eq!(unkeyed.status().as_u16(), 401);
+
+    // OPTIONS says what a path takes, without a key.
+    for (path, allow) in [("/api/v1/campaigns", "GET, HEAD, POST, OPTIONS"), ("/login", "GET, HEAD, POST, OPTIONS")] {
+        let options = app.client.request(reqwest::Method::OPTIONS, app.url(path)).send().await.unwrap();
+        assert_eq!(options.status().as_u16(), 204, "OPTIONS {path}");
+        assert_eq!(options.headers()["allow"], allow, "OPTIONS {path}");
+    }
 }
 
 /// The document's bodies of `POST /responses` and `/responses/batch` list exactly the members

@@ -305,7 +305,6 @@ pub fn run(listener: TcpListener, state: AppState) -> Result<Server, StartupErro
             .app_data(openapi_json.clone())
             .app_data(documented_paths.clone())
             .app_data(web::JsonConfig::default().limit(JSON_BODY_LIMIT).error_handler(api::json_error))
-            .app_data(web::QueryConfig::default().error_handler(api::query_error))
             .app_data(web::PathConfig::default().error_handler(api::path_error))
             .app_data(web::PayloadConfig::default().limit(DEFINITION_BODY_LIMIT))
             // Before the `/api/v1` scope, which would otherwise answer 404 for this path.

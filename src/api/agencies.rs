@@ -190,7 +190,7 @@ fn decode_cursor(cursor: &str) -> Result<ListPosition, ApiError> {
 #[get("/agencies")]
 pub async fn list(
     state: web::Data<AppState>,
-    params: web::Query<ListParams>,
+    params: super::Query<ListParams>,
 ) -> Result<web::Json<AgencyPage>, ApiError> {
     let params = params.into_inner();
     let at = parse_date("at", params.at.as_deref())?;
@@ -251,7 +251,7 @@ pub async fn list(
 pub async fn detail(
     state: web::Data<AppState>,
     code: web::Path<String>,
-    params: web::Query<AtParams>,
+    params: super::Query<AtParams>,
 ) -> Result<web::Json<AgencyDetail>, ApiError> {
     let code = code.into_inner();
     let at = parse_date("at", params.at.as_deref())?;

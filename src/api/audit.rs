@@ -46,7 +46,7 @@ pub struct AuditPage {
 pub async fn list(
     state: web::Data<AppState>,
     key: Authenticated,
-    query: web::Query<AuditQuery>,
+    query: super::Query<AuditQuery>,
 ) -> Result<web::Json<AuditPage>, ApiError> {
     key.require(&[Role::Admin])?;
     let AuditQuery { action, before, limit } = query.into_inner();

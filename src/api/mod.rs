@@ -249,9 +249,47 @@ impl AllowingResource {
     }
 }
 
-/// Error handler for query strings that do not deserialize.
-pub fn query_error(error: actix_web::error::QueryPayloadError, _request: &HttpRequest) -> actix_web::Error {
-    ApiError::new(ErrorCode::InvalidParameter, format!("query string: {error}")).into()
+/// A query string read into `T`. When it does not fit, the 400 names the parameter at fault
+/// (`limit`), which actix-web's `Query` does not: its error says only what went wrong.
+#[derive(Debug)]
+pub struct Query<T>(pub T);
+
+impl<T> Query<T> {
+    /// The parameters.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for Query<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: serde::de::DeserializeOwned> actix_web::FromRequest for Query<T> {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(request: &HttpRequest, _payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let pairs = form_urlencoded::parse(request.query_string().as_bytes());
+        let read = serde_path_to_error::deserialize(serde_urlencoded::Deserializer::new(pairs));
+        std::future::ready(read.map(Query).map_err(|error| {
+            let path = error.path().to_string();
+            let message = plain_serde_message(&error.into_inner().to_string());
+            // An unknown parameter is reported at the top; the parameter at fault is the unknown one.
+            let unknown =
+                message.strip_prefix("unknown field `").and_then(|rest| rest.split_once('`')).map(|(name, _)| name);
+            let field = match unknown {
+                Some(name) => name.to_owned(),
+                None if path.is_empty() || path == "." => "query".to_owned(),
+                None => path,
+            };
+            ApiError::invalid_parameter(&field, message)
+        }))
+    }
 }
 
 /// Error handler for path segments that do not deserialize.

@@ -168,7 +168,7 @@ pub async fn stats(
     state: web::Data<AppState>,
     key: Authenticated,
     id: web::Path<String>,
-    query: web::Query<StatsQuery>,
+    query: super::Query<StatsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limited_to = analyst(key)?;
     let query = query.into_inner();
@@ -358,7 +358,7 @@ pub async fn export_responses(
     state: web::Data<AppState>,
     key: Authenticated,
     id: web::Path<String>,
-    query: web::Query<MicrodataQuery>,
+    query: super::Query<MicrodataQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limited_to = analyst(key)?;
     let format = query.format.unwrap_or(MicrodataFormat::Csv);
@@ -449,7 +449,7 @@ pub async fn get_codebook(
     state: web::Data<AppState>,
     key: Authenticated,
     id: web::Path<String>,
-    query: web::Query<CodebookQuery>,
+    query: super::Query<CodebookQuery>,
 ) -> Result<HttpResponse, ApiError> {
     analyst(key)?;
     let campaign = id.into_inner();
@@ -495,7 +495,7 @@ pub async fn get_reliability(
     state: web::Data<AppState>,
     key: Authenticated,
     id: web::Path<String>,
-    query: web::Query<ReliabilityQuery>,
+    query: super::Query<ReliabilityQuery>,
 ) -> Result<web::Json<Reliability>, ApiError> {
     let limited_to = analyst(key)?;
     let language = language(query.lang.as_deref())?;

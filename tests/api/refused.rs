@@ -161,3 +161,24 @@ async fn a_json_body_that_does_not_fit_names_the_member_at_fault() {
     let (_, campaign) = app.get_json_with("/api/v1/campaigns/hn", &admin).await;
     assert_ne!(campaign["min_n"], 1.5);
 }
+
+/// A query parameter that does not fit is refused 400 naming it, an unknown one too.
+#[tokio::test]
+async fn a_query_parameter_that_does_not_fit_is_named() {
+    let app = TestApp::spawn().await;
+    let admin = app.open_campaign("hn", "sipas-individual", &["01"]).await;
+    for (path, field) in [
+        ("/api/v1/audit?limit=abc", "limit"),
+        ("/api/v1/audit?before=1.5", "before"),
+        ("/api/v1/campaigns/hn/stats?scope=bogus", "scope"),
+        ("/api/v1/campaigns/hn/stats?confidence=high", "confidence"),
+        ("/api/v1/campaigns/hn/stats?nope=1", "nope"),
+        ("/api/v1/campaigns/hn/responses?format=pdf", "format"),
+        ("/api/v1/agencies?sort=name", "sort"),
+    ] {
+        let response = app.get(path).bearer_auth(&admin).send().await.unwrap();
+        let problem = crate::helpers::assert_problem(response, 400, "invalid_parameter").await;
+        assert_eq!(problem["errors"][0]["field"], field, "{path}: {problem}");
+        assert!(problem["detail"].as_str().unwrap().contains(&format!("`{field}`")), "{path}: {problem}");
+    }
+}

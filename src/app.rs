@@ -330,6 +330,7 @@ pub fn run(listener: TcpListener, state: AppState) -> Result<Server, StartupErro
                 use actix_web::dev::Service;
                 if request.method() == Method::HEAD {
                     request.head_mut().method = Method::GET;
+                    actix_web::HttpMessage::extensions_mut(&request).insert(api::SentAsHead);
                 }
                 service.call(request)
             })

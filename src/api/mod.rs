@@ -180,6 +180,9 @@ pub async fn not_found(request: HttpRequest, documented: Option<web::Data<Docume
     ApiError::new(ErrorCode::NotFound, format!("no resource at {}", request.path())).error_response()
 }
 
+/// Marks a request the client sent as HEAD, which is routed as GET (and answered without a body).
+pub struct SentAsHead;
+
 /// The answer to a method that a path's routes do not take: to OPTIONS, 204 with `Allow`
 /// (RFC 9110 §9.3.7); to any other, 405 with `Allow`. `Allow` names the routed methods, HEAD
 /// wherever GET (every GET is also answered to HEAD) and OPTIONS.
@@ -197,7 +200,13 @@ pub fn method_not_allowed(request: &HttpRequest, allowed: &[Method]) -> HttpResp
     let mut response = if request.method() == Method::OPTIONS {
         HttpResponse::NoContent().finish()
     } else {
-        let detail = format!("{} is not served at {}; it answers {allow}", request.method(), request.path());
+        // A HEAD request is routed as GET; the refusal names the method the client sent.
+        let sent = if actix_web::HttpMessage::extensions(request).contains::<SentAsHead>() {
+            "HEAD"
+        } else {
+            request.method().as_str()
+        };
+        let detail = format!("{sent} is not served at {}; it answers {allow}", request.path());
         ApiError::new(ErrorCode::MethodNotAllowed, detail).error_response()
     };
     if let Ok(value) = HeaderValue::from_str(&allow) {
@@ -280,11 +289,9 @@ impl<T: serde::de::DeserializeOwned> actix_web::FromRequest for Query<T> {
             let path = error.path().to_string();
             let message = plain_serde_message(&error.into_inner().to_string());
             // An unknown parameter is reported at the top; the parameter at fault is the unknown one.
-            let unknown =
-                message.strip_prefix("unknown field `").and_then(|rest| rest.split_once('`')).map(|(name, _)| name);
-            let field = match unknown {
+            let field = match named_in(&message, "unknown field") {
                 Some(name) => name.to_owned(),
-                None if path.is_empty() || path == "." => "query".to_owned(),
+                None if is_root(&path) => "query".to_owned(),
                 None => path,
             };
             ApiError::invalid_parameter(&field, message)
@@ -343,12 +350,10 @@ pub fn from_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiEr
     let refused = |path: String, error: serde_json::Error| {
         let message = plain_serde_message(&error.to_string());
         // serde reports a missing member at the object that lacks it; the field at fault is the member.
-        let missing = message.strip_prefix("missing field `").and_then(|rest| rest.split_once('`')).map(|(m, _)| m);
-        let within =
-            |member: &str| if path.is_empty() || path == "." { member.to_owned() } else { format!("{path}.{member}") };
-        let (field, code) = match (error.classify(), missing) {
+        let within = |member: &str| if is_root(&path) { member.to_owned() } else { format!("{path}.{member}") };
+        let (field, code) = match (error.classify(), named_in(&message, "missing field")) {
             (serde_json::error::Category::Data, Some(member)) => (within(member), "required"),
-            (serde_json::error::Category::Data, None) if !path.is_empty() && path != "." => (path.clone(), "invalid"),
+            (serde_json::error::Category::Data, None) if !is_root(&path) => (path.clone(), "invalid"),
             (serde_json::error::Category::Data, None) => ("body".to_owned(), "invalid"),
             // Not JSON at all: the place is a line and column, not a member.
             _ => ("body".to_owned(), "syntax"),
@@ -367,6 +372,17 @@ pub fn from_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiEr
     // Nothing but white space may follow the value.
     deserializer.end().map_err(|error| refused(String::new(), error))?;
     Ok(value)
+}
+
+/// The name serde quotes after `kind` at the start of its message (`missing field `x``), if any.
+fn named_in<'a>(message: &'a str, kind: &str) -> Option<&'a str> {
+    let rest = message.strip_prefix(kind)?.strip_prefix(" `")?;
+    rest.split_once('`').map(|(name, _)| name)
+}
+
+/// Whether a serde_path_to_error path is the value's top (it prints as `.` or nothing).
+fn is_root(path: &str) -> bool {
+    path.is_empty() || path == "."
 }
 
 /// serde's message with Rust's integer type names said as what a client can send.

@@ -359,6 +359,7 @@ pub async fn export_responses(
     key: Authenticated,
     id: web::Path<String>,
     query: super::Query<MicrodataQuery>,
+    request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let limited_to = analyst(key)?;
     let format = query.format.unwrap_or(MicrodataFormat::Csv);
@@ -394,6 +395,16 @@ pub async fn export_responses(
     } else {
         (format!("{campaign}-responses.{}", format.extension()), "false")
     };
+    let mut response = HttpResponse::Ok();
+    response
+        .content_type(format.media_type())
+        .insert_header(attachment(&name))
+        .insert_header(("Synthetic-Data", synthetic));
+    // HEAD gets the headers of GET and no body: the export, which would only be thrown away, is
+    // not run.
+    if actix_web::HttpMessage::extensions(&request).contains::<super::SentAsHead>() {
+        return Ok(response.streaming(futures_util::stream::empty::<Result<Bytes, std::io::Error>>()));
+    }
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     let pool = state.pool.clone();
     let span = tracing::Span::current();
@@ -420,11 +431,7 @@ pub async fn export_responses(
     let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
         receiver.recv().await.map(|item| (item, receiver))
     });
-    Ok(HttpResponse::Ok()
-        .content_type(format.media_type())
-        .insert_header(attachment(&name))
-        .insert_header(("Synthetic-Data", synthetic))
-        .streaming(body))
+    Ok(response.streaming(body))
 }
 
 /// Query of the codebook.

@@ -110,11 +110,17 @@ async fn a_known_path_asked_with_another_method_is_answered_405_with_allow() {
     let nowhere = app.client.request(reqwest::Method::TRACE, app.url("/api/v1/nowhere")).send().await.unwrap();
     crate::helpers::assert_problem(nowhere, 404, "not_found").await;
 
-    // HEAD is answered as GET, headers alone: a load balancer's probe, a page, a keyed listing.
+    // HEAD is answered as GET, headers alone: a load balancer's probe, a page, a keyed listing, a
+    // streamed export (whose rows are not even read).
     let analyst = app.key(sipas::auth::Role::Analyst, &[]);
-    for (path, key) in
-        [("/healthz", None), ("/readyz", None), ("/results", None), ("/api/v1/campaigns", Some(&analyst))]
-    {
+    app.open_campaign("heads", "sipas-individual", &["01"]).await;
+    for (path, key) in [
+        ("/healthz", None),
+        ("/readyz", None),
+        ("/results", None),
+        ("/api/v1/campaigns", Some(&analyst)),
+        ("/api/v1/campaigns/heads/responses?format=csv", Some(&analyst)),
+    ] {
         let mut head = app.client.head(app.url(path));
         let mut get = app.client.get(app.url(path));
         if let Some(key) = key {
@@ -123,7 +129,9 @@ async fn a_known_path_asked_with_another_method_is_answered_405_with_allow() {
         }
         let (head, get) = (head.send().await.unwrap(), get.send().await.unwrap());
         assert_eq!(head.status().as_u16(), 200, "HEAD {path}");
-        assert_eq!(head.headers().get("content-type"), get.headers().get("content-type"), "HEAD {path}");
+        for name in ["content-type", "content-disposition"] {
+            assert_eq!(head.headers().get(name), get.headers().get(name), "{name} of HEAD {path}");
+        }
         assert!(head.bytes().await.unwrap().is_empty(), "HEAD {path} sent a body");
     }
     let unkeyed = app.client.head(app.url("/api/v1/campaigns")).send().await.unwrap();

@@ -220,3 +220,104 @@ async fn a_full_disk_under_sqlite_gives_503_and_loses_nothing() {
     let verify = sipas(&database, &["tallies", "verify", "--campaign", "full"]);
     assert!(verify.status.success(), "{}", crate::helpers::stderr(&verify));
 }
+
+/// Clears the immutable attribute of the files it names when dropped, so that a failed assertion
+/// does not leave files that the temporary directory's removal cannot delete.
+struct Immutable(Vec<std::path::PathBuf>);
+
+impl Immutable {
+    fn set(files: Vec<std::path::PathBuf>) -> Self {
+        let status = Command::new("chattr").arg("+i").args(&files).status().expect("chattr runs");
+        assert!(status.success(), "chattr +i refused on {files:?}");
+        Self(files)
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").args(&self.0).status();
+    }
+}
+
+/// A disk turning read-only under SQLite while the server runs: the database file and its
+/// write-ahead log made immutable (`chattr +i`, which refuses writes even through descriptors
+/// already open, as a file system remounted read-only after an error does). Writes get 503 with
+/// `Retry-After` and a clear log line while reads go on; when the files are writable again the
+/// server writes again by itself, and the refused requests, retried with their idempotency keys,
+/// are each stored once. Needs root (the attribute is a privileged one).
+#[tokio::test]
+async fn a_disk_turning_read_only_under_sqlite_gives_503_and_recovers() {
+    let database = TestDatabase::new();
+    if database.is_postgres() {
+        eprintln!("a read-only file is an SQLite matter; this test runs in the SQLite pass");
+        return;
+    }
+    let user = Command::new("id").arg("-u").output().expect("id runs");
+    if String::from_utf8_lossy(&user.stdout).trim() != "0" {
+        eprintln!("making a file immutable needs root; this test runs only as root");
+        return;
+    }
+    let _admin = cli_campaign(&database, "readonly");
+    let partner =
+        stdout(&sipas(&database, &["keys", "create", "--role", "partner", "--name", "desk", "--agency", "01"]))
+            .trim()
+            .to_owned();
+    let port = free_port();
+    let log = database.dir().join("server.log");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_sipas"))
+        .args(["--database", &database.url, "serve", "--bind", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "warn")
+        .env_remove("DATABASE_URL")
+        .env_remove("SIPAS_DATABASE_URL")
+        .current_dir(database.dir())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&client, &base).await;
+    let post = |seed: u64| {
+        client
+            .post(format!("{base}/api/v1/responses"))
+            .bearer_auth(&partner)
+            .header("Idempotency-Key", format!("desk-{seed}"))
+            .json(&individual("readonly", "00004", seed))
+            .send()
+    };
+    for seed in 0..20 {
+        assert_eq!(post(seed).await.unwrap().status().as_u16(), 201);
+    }
+
+    let file = database.dir().join("sipas.db");
+    let log_file = database.dir().join("sipas.db-wal");
+    let read_only = Immutable::set(vec![file, log_file]);
+    for seed in 20..25 {
+        let response = post(seed).await.unwrap();
+        assert_eq!(response.status().as_u16(), 503, "refused while the files are read-only");
+        assert!(response.headers().contains_key("retry-after"));
+        let problem: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(problem["code"], "database_unavailable");
+    }
+    let counts = client.get(format!("{base}/api/v1/campaigns/readonly")).bearer_auth(&partner).send().await.unwrap();
+    assert_eq!(counts.status().as_u16(), 200, "reads go on");
+    drop(read_only);
+
+    // Writable again: the refused requests retried with their keys are stored, once each.
+    for seed in 20..25 {
+        assert_eq!(post(seed).await.unwrap().status().as_u16(), 201, "written again by itself");
+        let replay = post(seed).await.unwrap();
+        assert_eq!(replay.status().as_u16(), 201);
+        assert_eq!(replay.headers().get("idempotent-replayed").map(|v| v.to_str().unwrap()), Some("true"));
+    }
+    let _ = Command::new("kill").arg(server.id().to_string()).status();
+    let _ = server.wait();
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("responses could not be written: the database is unavailable (disk full or read-only"),
+        "a clear log line:\n{logged}"
+    );
+    let stored = sipas::intake::store::count(&mut database.connect(), "readonly").unwrap();
+    assert_eq!(stored, 25, "the 20 acknowledged before and the 5 retried, each once");
+    let verify = sipas(&database, &["tallies", "verify", "--campaign", "readonly"]);
+    assert!(verify.status.success(), "{}", crate::helpers::stderr(&verify));
+}

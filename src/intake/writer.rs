@@ -322,15 +322,19 @@ fn run(
         let (mut outcomes, pending) = match result {
             Ok((outcomes, pending)) => (outcomes.into_iter(), pending),
             Err(error) => {
-                if matches!(error, DbError::Unavailable(_)) {
+                // An outage fails every group: a line every few seconds says how many.
+                static UNAVAILABLE: crate::telemetry::LogThrottle =
+                    crate::telemetry::LogThrottle::new(crate::error::OUTAGE_LOG_PERIOD_MS);
+                if !matches!(error, DbError::Unavailable(_)) {
+                    tracing::warn!(error.cause = %error, group.size = items.len(), "group write failed");
+                } else if let Some(held) = UNAVAILABLE.admit() {
                     tracing::error!(
                         error.cause = %error,
                         group.size = items.len(),
+                        groups.failed_since_last_line = held,
                         "responses could not be written: the database is unavailable (disk full or read-only, \
                          locked, or unreachable); they were answered 503 and none of them was stored"
                     );
-                } else {
-                    tracing::warn!(error.cause = %error, group.size = items.len(), "group write failed");
                 }
                 for job in jobs {
                     let _receiver_gone = job.reply.send(Err(clone_error(&error)));

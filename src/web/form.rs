@@ -225,7 +225,11 @@ async fn target(state: &AppState, reach: &Reach, mode: Mode, t: &'static Texts) 
 }
 
 fn unavailable(t: &Texts, error: &DbError) -> HttpResponse {
-    tracing::warn!(error.cause = %error, "form: database unavailable");
+    static LOGGED: crate::telemetry::LogThrottle =
+        crate::telemetry::LogThrottle::new(crate::error::OUTAGE_LOG_PERIOD_MS);
+    if let Some(held) = LOGGED.admit() {
+        tracing::warn!(error.cause = %error, refused.since_last_line = held, "form: database unavailable");
+    }
     let mut response =
         message(StatusCode::SERVICE_UNAVAILABLE, t, t.unavailable_heading, vec![t.unavailable_body], None);
     response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("30"));

@@ -112,6 +112,25 @@ async fn invite(app: &TestApp, key: &str, campaign: &str, rows: Value) -> (u16, 
     json_of(app.post(&path).bearer_auth(key).json(&json!({"invitations": rows})).send().await.unwrap()).await
 }
 
+/// Invites three people to campaign `hn`: one at commune 00070 and two at commune 00004, both of
+/// Hà Nội.
+async fn invite_three(app: &TestApp, admin: &str) {
+    let rows = json!([
+        {"email": "an@example.vn", "agency": "00070"},
+        {"email": "binh@example.vn", "agency": "00004"},
+        {"email": "chi@example.vn", "agency": "00004"},
+    ]);
+    let (status, report) = invite(app, admin, "hn", rows).await;
+    assert_eq!(status, 202, "{report}");
+}
+
+/// Campaign `hn`'s invitation summary as `key` reads it.
+async fn summary_as(app: &TestApp, key: &str) -> Value {
+    let (status, summary) = app.get_json_with("/api/v1/campaigns/hn/invitations/summary", key).await;
+    assert_eq!(status, 200, "{summary}");
+    summary
+}
+
 /// Waits until the sink holds `count` messages (or fails after 15 s).
 async fn wait_for(received: &Arc<Mutex<Vec<Vec<u8>>>>, count: usize) -> Vec<Vec<u8>> {
     for _ in 0..300 {
@@ -205,26 +224,11 @@ async fn a_limited_analyst_counts_only_its_agencies_invitations() {
     let (smtp, received) = smtp_server(Behaviour::Accept);
     let app = mail_app(&smtp).await;
     let admin = campaign(&app, "hn", json!({})).await;
-    let (status, _) = invite(
-        &app,
-        &admin,
-        "hn",
-        json!([
-            {"email": "an@example.vn", "agency": "00070"},
-            {"email": "binh@example.vn", "agency": "00004"},
-            {"email": "chi@example.vn", "agency": "00004"},
-        ]),
-    )
-    .await;
-    assert_eq!(status, 202);
+    invite_three(&app, &admin).await;
     wait_for(&received, 3).await;
     let invited = |key: String| {
         let app = &app;
-        async move {
-            let (status, summary) = app.get_json_with("/api/v1/campaigns/hn/invitations/summary", &key).await;
-            assert_eq!(status, 200, "{summary}");
-            summary["invited"].as_i64().unwrap()
-        }
+        async move { summary_as(app, &key).await["invited"].as_i64().unwrap() }
     };
     assert_eq!(invited(app.key(Role::Analyst, &[])).await, 3);
     assert_eq!(invited(admin.clone()).await, 3);
@@ -232,6 +236,27 @@ async fn a_limited_analyst_counts_only_its_agencies_invitations() {
     assert_eq!(invited(app.key(Role::Analyst, &["00070"])).await, 1);
     assert_eq!(invited(app.key(Role::Analyst, &["00004"])).await, 2);
     assert_eq!(invited(app.key(Role::Analyst, &["79"])).await, 0, "another province's key");
+}
+
+/// Messages not yet handed to a mail server (none is configured here) are counted as waiting in
+/// the outbox, and a key limited to some agencies counts those of its agencies alone.
+#[tokio::test]
+async fn messages_waiting_in_the_outbox_are_counted_for_the_agencies_a_key_reads() {
+    let app = TestApp::spawn().await;
+    let admin = campaign(&app, "hn", json!({})).await;
+    invite_three(&app, &admin).await;
+    let waiting = |key: String| {
+        let app = &app;
+        async move {
+            let summary = summary_as(app, &key).await;
+            (summary["queued"].as_i64().unwrap(), summary["outbox_pending"].as_i64().unwrap(), summary["sent"].clone())
+        }
+    };
+    assert_eq!(waiting(admin.clone()).await, (3, 3, json!(0)));
+    assert_eq!(waiting(app.key(Role::Analyst, &["01"])).await, (3, 3, json!(0)));
+    assert_eq!(waiting(app.key(Role::Analyst, &["00070"])).await, (1, 1, json!(0)));
+    assert_eq!(waiting(app.key(Role::Analyst, &["00004"])).await, (2, 2, json!(0)));
+    assert_eq!(waiting(app.key(Role::Analyst, &["79"])).await, (0, 0, json!(0)), "another province's key");
 }
 
 #[tokio::test]

@@ -148,6 +148,7 @@ pub struct ListParams {
     #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// Cursor from the previous page's `next_cursor`.
+    #[param(min_length = 1)]
     cursor: Option<String>,
 }
 

@@ -18,7 +18,8 @@ use serde_json::json;
 pub struct NewKey {
     /// `admin`, `analyst` or `partner`.
     pub role: Role,
-    /// Who or what the key is for.
+    /// Who or what the key is for, 1–200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// Agency codes the key is limited to (required for partners).
     #[serde(default)]

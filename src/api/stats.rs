@@ -75,6 +75,7 @@ pub struct StatsQuery {
     /// A breakdown question id or `respondent_type`.
     pub breakdown: Option<String>,
     /// An earlier campaign of the same survey to compare with.
+    #[param(min_length = 1)]
     pub compare: Option<String>,
     /// Confidence level, 0.5 to 0.999 (default 0.95).
     #[param(minimum = 0.5, maximum = 0.999)]

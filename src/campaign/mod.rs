@@ -113,16 +113,20 @@ impl Campaign {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCampaign {
-    /// Slug: lowercase letters, digits and '-', 1–64 characters.
+    /// Slug: lowercase letters, digits and '-', 1–64 characters, starting with a letter or digit.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[a-z0-9][a-z0-9-]*$")]
     pub id: String,
     /// Survey id.
+    #[schema(min_length = 1)]
     pub survey: String,
     /// Survey version (default: the latest).
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub version: Option<i32>,
     /// Title per language.
     pub title: LocalizedText,
     /// Agency codes, each bringing its subtree.
+    #[schema(min_items = 1)]
     pub agencies: Vec<String>,
     /// When responses are first accepted (RFC 3339).
     pub opens_at: DateTime<Utc>,
@@ -131,8 +135,9 @@ pub struct NewCampaign {
     /// Channels (default: all three).
     #[serde(default)]
     pub channels: Option<Vec<Channel>>,
-    /// Minimum respondents per unit for estimates (default 30).
+    /// Minimum respondents per unit for estimates, 1 to 100,000 (default 30).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 100_000)]
     pub min_n: Option<i32>,
     /// Invitation wording and reminders.
     #[serde(default)]
@@ -146,8 +151,10 @@ pub struct CampaignPatch {
     /// New title.
     pub title: Option<LocalizedText>,
     /// New survey version (only while the campaign has no responses).
+    #[schema(minimum = 1)]
     pub version: Option<i32>,
     /// New agency list (only while the campaign has no responses).
+    #[schema(min_items = 1)]
     pub agencies: Option<Vec<String>>,
     /// New opening instant.
     pub opens_at: Option<DateTime<Utc>>,
@@ -155,7 +162,8 @@ pub struct CampaignPatch {
     pub closes_at: Option<DateTime<Utc>>,
     /// New channels.
     pub channels: Option<Vec<Channel>>,
-    /// New minimum respondents.
+    /// New minimum respondents, 1 to 100,000.
+    #[schema(minimum = 1, maximum = 100_000)]
     pub min_n: Option<i32>,
     /// Publish (or withdraw) the results pages.
     pub results_public: Option<bool>,

@@ -557,6 +557,9 @@ fn insert_pending(conn: &mut DbConnection, items: &[&Prepared], outcomes: &[Item
 
 /// Pending responses added to the tallies together once this many wait.
 const FOLD_AT: usize = 2_000;
+/// Most pending responses a writer keeps in memory while its folds fail (a few megabytes); past
+/// it they are left to the sweep, which adds them from their stored answers.
+const UNFOLDED_MAX: usize = 100_000;
 /// How often the writer looks for pending rows an instance that stopped has left.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 /// Age of pending rows taken to be left by a stopped instance.
@@ -597,6 +600,18 @@ impl Unfolded {
             }
         }
         self.since.get_or_insert_with(Instant::now);
+    }
+
+    /// Forgets what it holds once it holds `max` responses or more, and says whether it did.
+    /// Their pending rows stay on disk, and the sweep adds them (from their stored answers) once
+    /// they are older than [`SWEEP_AGE`]: kept here while folds keep failing, they would only
+    /// grow.
+    fn forget_from(&mut self, max: usize) -> bool {
+        let over = self.ids.len() >= max;
+        if over {
+            *self = Self::default();
+        }
+        over
     }
 
     /// Adds the summed tallies to their rows (and every ancestor's), in the caller's transaction.
@@ -668,7 +683,15 @@ fn fold(pool: &Pool, held: &mut HeldConnection, cache: &mut TallyCache, unfolded
             // The pending rows are still there (the transaction rolled back): try again later.
             cache.clear();
             unfolded.since = Some(Instant::now());
-            tracing::warn!(error.cause = %error, responses = count, "pending tallies could not be added; retrying later");
+            if unfolded.forget_from(UNFOLDED_MAX) {
+                tracing::warn!(
+                    error.cause = %error,
+                    responses = count,
+                    "pending tallies could not be added; too many to keep in memory, they are left to the sweep"
+                );
+            } else {
+                tracing::warn!(error.cause = %error, responses = count, "pending tallies could not be added; retrying later");
+            }
         }
     }
 }
@@ -1259,6 +1282,21 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
+
+    #[test]
+    fn pending_responses_past_the_limit_are_left_to_the_sweep() {
+        let holding = |count: usize| Unfolded {
+            ids: (0..count).map(|i| format!("r{i}")).collect(),
+            campaigns: BTreeMap::new(),
+            since: Some(Instant::now()),
+        };
+        let mut under = holding(9);
+        assert!(!under.forget_from(10));
+        assert_eq!((under.ids.len(), under.since.is_some()), (9, true), "kept to be folded again");
+        let mut at = holding(10);
+        assert!(at.forget_from(10));
+        assert_eq!((at.ids.len(), at.since.is_some()), (0, false), "forgotten: nothing left to fold");
+    }
 
     #[test]
     fn the_writers_rows_are_inserted_with_statements_kept_by_type() {

@@ -36,8 +36,10 @@ pub mod status {
 #[serde(deny_unknown_fields)]
 pub struct InvitationRow {
     /// Address to send the link to.
+    #[schema(min_length = 3)]
     pub email: String,
     /// Agency code whose service the person used.
+    #[schema(min_length = 1)]
     pub agency: String,
     /// `vi` (default) or `en`.
     #[serde(default)]

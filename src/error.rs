@@ -358,15 +358,12 @@ impl ResponseError for ApiError {
     }
 }
 
-/// Least time between two log lines about the same outage.
-pub const OUTAGE_LOG_PERIOD_MS: u64 = 5_000;
-
 impl From<DbError> for ApiError {
     fn from(error: DbError) -> Self {
         match error {
             DbError::Unavailable(cause) => {
                 // Every request meets an outage: a line every few seconds says how many.
-                static LOGGED: crate::telemetry::LogThrottle = crate::telemetry::LogThrottle::new(OUTAGE_LOG_PERIOD_MS);
+                static LOGGED: crate::telemetry::LogThrottle = crate::telemetry::LogThrottle::outage();
                 if let Some(held) = LOGGED.admit() {
                     tracing::warn!(error.cause = %cause, refused.since_last_line = held, "database unavailable: requests answered 503");
                 }

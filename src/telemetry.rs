@@ -59,6 +59,9 @@ impl tracing_actix_web::RootSpanBuilder for RequestSpan {
     }
 }
 
+/// Least time between two log lines about the same outage, in milliseconds.
+pub const OUTAGE_LOG_PERIOD_MS: u64 = 5_000;
+
 /// Lets a line that an outage would repeat for every request through at most once per period,
 /// counting the occurrences held back in between: a database that is down logs a line every few
 /// seconds saying how many requests it refused, not a line per request.
@@ -73,6 +76,12 @@ impl LogThrottle {
     /// A throttle letting a line through at most once per `period_ms` milliseconds.
     pub const fn new(period_ms: u64) -> Self {
         Self { period_ms, next_ms: AtomicU64::new(0), held: AtomicU64::new(0) }
+    }
+
+    /// The throttle of a line about a database outage: at most one every
+    /// [`OUTAGE_LOG_PERIOD_MS`].
+    pub const fn outage() -> Self {
+        Self::new(OUTAGE_LOG_PERIOD_MS)
     }
 
     /// `Some(occurrences held back since the last line)` when this one is to be logged.

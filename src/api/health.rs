@@ -34,8 +34,7 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         Ok(true) => Ok(HttpResponse::Ok().json(Status { status: "ready" })),
         Ok(false) => Err(ApiError::new(ErrorCode::DatabaseUnavailable, "database migrations are pending")),
         Err(DbError::Unavailable(cause)) => {
-            static LOGGED: crate::telemetry::LogThrottle =
-                crate::telemetry::LogThrottle::new(crate::error::OUTAGE_LOG_PERIOD_MS);
+            static LOGGED: crate::telemetry::LogThrottle = crate::telemetry::LogThrottle::outage();
             if let Some(held) = LOGGED.admit() {
                 tracing::warn!(error.cause = %cause, failed.since_last_line = held, "readiness check: database unavailable");
             }

@@ -183,6 +183,11 @@ pub async fn not_found(request: HttpRequest, documented: Option<web::Data<Docume
 /// Marks a request the client sent as HEAD, which is routed as GET (and answered without a body).
 pub struct SentAsHead;
 
+/// Whether the client sent this request as HEAD (it reaches the handlers as GET).
+pub fn sent_as_head(request: &HttpRequest) -> bool {
+    actix_web::HttpMessage::extensions(request).contains::<SentAsHead>()
+}
+
 /// The answer to a method that a path's routes do not take: to OPTIONS, 204 with `Allow`
 /// (RFC 9110 §9.3.7); to any other, 405 with `Allow`. `Allow` names the routed methods, HEAD
 /// wherever GET (every GET is also answered to HEAD) and OPTIONS.
@@ -201,11 +206,7 @@ pub fn method_not_allowed(request: &HttpRequest, allowed: &[Method]) -> HttpResp
         HttpResponse::NoContent().finish()
     } else {
         // A HEAD request is routed as GET; the refusal names the method the client sent.
-        let sent = if actix_web::HttpMessage::extensions(request).contains::<SentAsHead>() {
-            "HEAD"
-        } else {
-            request.method().as_str()
-        };
+        let sent = if sent_as_head(request) { "HEAD" } else { request.method().as_str() };
         let detail = format!("{sent} is not served at {}; it answers {allow}", request.path());
         ApiError::new(ErrorCode::MethodNotAllowed, detail).error_response()
     };

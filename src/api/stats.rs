@@ -403,7 +403,7 @@ pub async fn export_responses(
         .insert_header(("Synthetic-Data", synthetic));
     // HEAD gets the headers of GET and no body: the export, which would only be thrown away, is
     // not run.
-    if actix_web::HttpMessage::extensions(&request).contains::<super::SentAsHead>() {
+    if super::sent_as_head(&request) {
         return Ok(response.streaming(futures_util::stream::empty::<Result<Bytes, std::io::Error>>()));
     }
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);

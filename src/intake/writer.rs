@@ -323,8 +323,7 @@ fn run(
             Ok((outcomes, pending)) => (outcomes.into_iter(), pending),
             Err(error) => {
                 // An outage fails every group: a line every few seconds says how many.
-                static UNAVAILABLE: crate::telemetry::LogThrottle =
-                    crate::telemetry::LogThrottle::new(crate::error::OUTAGE_LOG_PERIOD_MS);
+                static UNAVAILABLE: crate::telemetry::LogThrottle = crate::telemetry::LogThrottle::outage();
                 if !matches!(error, DbError::Unavailable(_)) {
                     tracing::warn!(error.cause = %error, group.size = items.len(), "group write failed");
                 } else if let Some(held) = UNAVAILABLE.admit() {
@@ -683,15 +682,12 @@ fn fold(pool: &Pool, held: &mut HeldConnection, cache: &mut TallyCache, unfolded
             // The pending rows are still there (the transaction rolled back): try again later.
             cache.clear();
             unfolded.since = Some(Instant::now());
-            if unfolded.forget_from(UNFOLDED_MAX) {
-                tracing::warn!(
-                    error.cause = %error,
-                    responses = count,
-                    "pending tallies could not be added; too many to keep in memory, they are left to the sweep"
-                );
+            let next = if unfolded.forget_from(UNFOLDED_MAX) {
+                "too many to keep in memory, they are left to the sweep"
             } else {
-                tracing::warn!(error.cause = %error, responses = count, "pending tallies could not be added; retrying later");
-            }
+                "retrying later"
+            };
+            tracing::warn!(error.cause = %error, responses = count, "pending tallies could not be added; {next}");
         }
     }
 }

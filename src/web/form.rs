@@ -225,8 +225,7 @@ async fn target(state: &AppState, reach: &Reach, mode: Mode, t: &'static Texts) 
 }
 
 fn unavailable(t: &Texts, error: &DbError) -> HttpResponse {
-    static LOGGED: crate::telemetry::LogThrottle =
-        crate::telemetry::LogThrottle::new(crate::error::OUTAGE_LOG_PERIOD_MS);
+    static LOGGED: crate::telemetry::LogThrottle = crate::telemetry::LogThrottle::outage();
     if let Some(held) = LOGGED.admit() {
         tracing::warn!(error.cause = %error, refused.since_last_line = held, "form: database unavailable");
     }

@@ -282,16 +282,30 @@ pub fn individual(campaign: &str, agency: &str, seed: u64) -> Value {
 
 /// The real binary serving on `port` against the test's database (killed by the caller).
 pub fn spawn_binary(database: &TestDatabase, port: u16) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_sipas"))
+    serve_command(database, port, "error").stderr(std::process::Stdio::null()).spawn().unwrap()
+}
+
+/// Starts the real binary as [`spawn_binary`] does, logging warnings and errors to `log`.
+pub fn spawn_binary_logging(database: &TestDatabase, port: u16, log: &std::path::Path) -> std::process::Child {
+    serve_command(database, port, "warn").stderr(std::fs::File::create(log).unwrap()).spawn().unwrap()
+}
+
+fn serve_command(database: &TestDatabase, port: u16, level: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sipas"));
+    command
         .args(["--database", &database.url, "serve", "--bind", &format!("127.0.0.1:{port}")])
         .env_remove("DATABASE_URL")
         .env_remove("SIPAS_DATABASE_URL")
-        .env("RUST_LOG", "error")
+        .env("RUST_LOG", level)
         .current_dir(database.dir())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap()
+        .stdout(std::process::Stdio::null());
+    command
+}
+
+/// Creates a partner key limited to `agency` with the command line; returns its secret.
+pub fn cli_partner_key(database: &TestDatabase, agency: &str) -> String {
+    let output = sipas(database, &["keys", "create", "--role", "partner", "--name", "desk", "--agency", agency]);
+    stdout(&output).trim().to_owned()
 }
 
 /// Waits until `/readyz` answers 2xx (or fails after six seconds).

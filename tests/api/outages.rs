@@ -11,7 +11,8 @@ use sipas::auth::Role;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::helpers::{
-    TestApp, TestDatabase, cli_campaign, free_port, individual, sipas, spawn_binary, stdout, wait_ready,
+    TestApp, TestDatabase, cli_campaign, cli_partner_key, free_port, individual, sipas, spawn_binary,
+    spawn_binary_logging, stdout, wait_ready,
 };
 
 /// A TCP proxy to PostgreSQL that the test can cut (refusing and dropping every connection) and
@@ -145,10 +146,7 @@ async fn a_full_disk_under_sqlite_gives_503_and_loses_nothing() {
     }
     let admin = cli_campaign(&database, "full");
     let _ = admin;
-    let partner =
-        stdout(&sipas(&database, &["keys", "create", "--role", "partner", "--name", "desk", "--agency", "01"]))
-            .trim()
-            .to_owned();
+    let partner = cli_partner_key(&database, "01");
     let file = database.dir().join("sipas.db");
     // Room for the WAL to grow a little past the database file's size, and no more.
     let limit_kib = std::fs::metadata(&file).unwrap().len() / 1024 + 1;
@@ -267,21 +265,10 @@ async fn a_disk_turning_read_only_under_sqlite_gives_503_and_recovers() {
         return;
     }
     let _admin = cli_campaign(&database, "readonly");
-    let partner =
-        stdout(&sipas(&database, &["keys", "create", "--role", "partner", "--name", "desk", "--agency", "01"]))
-            .trim()
-            .to_owned();
+    let partner = cli_partner_key(&database, "01");
     let port = free_port();
     let log = database.dir().join("server.log");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_sipas"))
-        .args(["--database", &database.url, "serve", "--bind", &format!("127.0.0.1:{port}")])
-        .env("RUST_LOG", "warn")
-        .env_remove("DATABASE_URL")
-        .env_remove("SIPAS_DATABASE_URL")
-        .current_dir(database.dir())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut server = spawn_binary_logging(&database, port, &log);
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
     wait_ready(&client, &base).await;

@@ -236,7 +236,7 @@ pub fn import(
     rows: &[ImportRow],
     options: &ImportOptions,
 ) -> Result<ImportReport, ImportError> {
-    conn.transaction(|conn| import_in_transaction(conn, rows, options))
+    crate::db::write_transaction(conn, |conn| import_in_transaction(conn, rows, options))
 }
 
 fn import_in_transaction(
@@ -419,7 +419,7 @@ pub fn ensure_embedded_registry(conn: &mut DbConnection) -> Result<Option<Import
     if store::resolve(conn, NATION_CODE, today())?.is_some() {
         return Ok(None);
     }
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let root = ImportRow {
             line: 1,
             level: "nation".to_owned(),

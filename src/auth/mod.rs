@@ -160,7 +160,7 @@ pub fn create_key(
     let mut random = [0u8; 32];
     rand::rng().fill_bytes(&mut random);
     let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random);
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let mut scope = Vec::new();
         for code in agency_codes {
             let agency = agency::store::resolve(conn, code, agency::today())?

@@ -305,7 +305,7 @@ fn check_mail(mail: &MailSettings, problems: &mut Vec<CampaignProblem>) {
 
 /// Creates a campaign.
 pub fn create(conn: &mut DbConnection, new: &NewCampaign) -> Result<Campaign, CampaignError> {
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let mut problems = Vec::new();
         if !is_slug(&new.id) {
             problems.push(invalid("id", "invalid", "1–64 lowercase letters, digits or '-'"));
@@ -461,7 +461,7 @@ pub fn list(conn: &mut DbConnection) -> Result<Vec<Campaign>, DbError> {
 
 /// Changes a campaign. The survey version and agencies are fixed once it has responses.
 pub fn update(conn: &mut DbConnection, id: &str, patch: &CampaignPatch) -> Result<Campaign, CampaignError> {
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let current = get(conn, id)?.ok_or_else(|| CampaignError::NotFound(id.to_owned()))?;
         let structural = patch.version.is_some_and(|v| v != current.version) || patch.agencies.is_some();
         if structural && current.responses > 0 {

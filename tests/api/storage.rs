@@ -1,5 +1,6 @@
 use std::collections::BTreeMap;
 
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{Integer, Text};
 use sipas::db::{self, DatabaseTarget, DbConnection};
@@ -140,4 +141,55 @@ fn processes_starting_together_migrate_once() {
             .filter(|e| { e.as_ref().unwrap().path().extension().is_some_and(|x| x == "toml") })
             .count()
     );
+}
+
+/// Writes that read before they write (a key's agencies, a campaign's survey) wait for another
+/// connection's write to end instead of failing: in SQLite a transaction that read first cannot
+/// take the write lock once another connection has committed after its read ("database is
+/// locked" at once, without the busy timeout), so these take the lock when they begin.
+#[test]
+fn writes_that_read_first_wait_for_another_writer() {
+    let database = TestDatabase::new();
+    if database.is_postgres() {
+        return;
+    }
+    let migrated = crate::helpers::sipas(&database, &["migrate"]);
+    assert!(migrated.status.success(), "{}", crate::helpers::stderr(&migrated));
+    let new_campaign: sipas::campaign::NewCampaign = serde_json::from_value(serde_json::json!({
+        "id": "waits",
+        "survey": "sipas-individual",
+        "title": {"vi": "Chờ", "en": "Waits"},
+        "agencies": ["01"],
+        "opens_at": "2026-01-01T00:00:00Z",
+        "closes_at": "2026-12-31T00:00:00Z",
+    }))
+    .unwrap();
+    type Write = Box<dyn FnOnce(&mut DbConnection) -> Result<(), String> + Send>;
+    let writes: Vec<(&str, Write)> = vec![
+        (
+            "a key limited to a province",
+            Box::new(|conn| {
+                let scope = ["01".to_owned()];
+                sipas::auth::create_key(conn, "waits", sipas::auth::Role::Analyst, &scope)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }),
+        ),
+        (
+            "a campaign",
+            Box::new(move |conn| sipas::campaign::create(conn, &new_campaign).map(drop).map_err(|e| e.to_string())),
+        ),
+    ];
+    for (index, (what, write)) in writes.into_iter().enumerate() {
+        let mut other = database.connect();
+        other.batch_execute("BEGIN IMMEDIATE").unwrap();
+        diesel::sql_query(format!("INSERT INTO server_secrets (name, value, created_at) VALUES ('other writer {index}', 'x', CURRENT_TIMESTAMP)"))
+            .execute(&mut other)
+            .unwrap();
+        let mut conn = database.connect();
+        let writer = std::thread::spawn(move || write(&mut conn));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        other.batch_execute("COMMIT").unwrap();
+        writer.join().unwrap().unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
 }

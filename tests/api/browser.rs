@@ -14,9 +14,7 @@ use crate::helpers::TestApp;
 /// not ask for them (`SIPAS_BROWSER_TESTS=required` makes their absence a failure).
 fn skip_without_browser() -> bool {
     let Err(missing) = browser_ready() else { return false };
-    let required = std::env::var("SIPAS_BROWSER_TESTS").is_ok_and(|v| v == "required");
-    assert!(!required, "browser tests required, but {missing}");
-    eprintln!("SKIPPED the browser test: {missing}");
+    crate::helpers::skip_for_missing("SIPAS_BROWSER_TESTS", &format!("the browser test: {missing}"));
     true
 }
 

@@ -308,6 +308,14 @@ pub fn cli_partner_key(database: &TestDatabase, agency: &str) -> String {
     stdout(&output).trim().to_owned()
 }
 
+/// Says that a test is skipped because something it needs is `missing` here, or fails it when
+/// `variable` is `required` (as CI sets it).
+pub fn skip_for_missing(variable: &str, missing: &str) {
+    let required = std::env::var(variable).is_ok_and(|v| v == "required");
+    assert!(!required, "{variable}=required, but {missing}");
+    eprintln!("SKIPPED: {missing}");
+}
+
 /// Waits until `/readyz` answers 2xx (or fails after six seconds).
 pub async fn wait_ready(client: &Client, base: &str) {
     for _ in 0..300 {

@@ -13,6 +13,40 @@ WORK=${WORK:-$(mktemp -d)}
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 BASE="http://127.0.0.1:$PORT"
 
+# CPU seconds the server has used (user + system), from /proc.
+server_cpu() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$SERVER/stat"; }
+
+# Submissions committed and groups written so far, from the server's metrics.
+groups() {
+  curl -s -H "Authorization: Bearer bench" "$BASE/metrics" |
+    awk '/^sipas_write_group_size_sum/ {s = $2} /^sipas_write_group_size_count/ {c = $2} END {print s + 0, c + 0}'
+}
+# measure LABEL WRK-ARGS...: runs wrk and prints its figures with the server's CPU per request
+# (and, from sipas's metrics, the mean group the writer committed); leaves the rate in RATE.
+measure() {
+  local label=$1
+  shift
+  local cpu_before groups_before out cpu_after groups_after
+  cpu_before=$(server_cpu)
+  groups_before=$(groups)
+  out=$(wrk "$@")
+  RATE=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  cpu_after=$(server_cpu)
+  groups_after=$(groups)
+  echo "$out" | awk -v label="$label" -v cpu="$cpu_before $cpu_after" -v g="$groups_before $groups_after" '
+    /Requests\/sec/ {rps = $2} /^ *Latency / {mean = $2} /non-2xx/ {non2xx = $2}
+    /^ *50%/ {p50 = $2} /^ *99%/ {p99 = $2}
+    /^ *[0-9]+ requests in/ {requests = $1}
+    END {
+      split(cpu, c, " "); split(g, s, " ");
+      line = sprintf("%-48s %9.0f req/s  p50 %-8s p99 %-8s server CPU %5.1f us/req", label, rps, p50, p99, \
+        (c[2] - c[1]) * 1e6 / requests);
+      if (s[4] > s[2]) line = line sprintf("  mean group %.1f", (s[3] - s[1]) / (s[4] - s[2]));
+      if (non2xx != "") line = line "  non-2xx " non2xx;
+      print line
+    }'
+}
+
 # start_server DATABASE_URL: migrates, issues KEY, starts the server and waits until it is ready.
 start_server() {
   DATABASE=$1
@@ -27,4 +61,17 @@ start_server() {
 create_campaign() {
   curl -sf -X POST "$BASE/api/v1/campaigns" -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
     -d "{\"id\":\"$1\",\"survey\":\"sipas-individual\",\"title\":{\"vi\":\"Đo tải $1\",\"en\":\"Benchmark $1\"},\"agencies\":[\"VN\"],\"opens_at\":\"${2:-2025-07-01T00:00:00Z}\",\"closes_at\":\"2099-01-01T00:00:00Z\"}" >/dev/null
+}
+
+# serve_responses DATABASE_URL NAME: starts the server on the database, creates a campaign NAME-<time>
+# (CAMPAIGN) and writes a complete sipas-individual response to it, every question answered (its
+# file in BODY, exported with KEY for the wrk scripts post.lua and batch.lua). WORK is removed on
+# exit.
+serve_responses() {
+  trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
+  start_server "$1"
+  CAMPAIGN="$2-$(date +%s)"
+  create_campaign "$CAMPAIGN"
+  python3 bench/make_body.py "$BASE" "$CAMPAIGN" 00070 >"$WORK/body.json"
+  export BODY="$WORK/body.json" KEY
 }

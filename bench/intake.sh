@@ -8,44 +8,8 @@ PORT=18181
 source "$(dirname "$0")/common.sh"
 # Built from the current source each time: the baseline shares the row types with the server.
 cargo build --release --quiet --example batch_baseline
-trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
 DURATION="${DURATION:-10s}"
-start_server "${1:-sqlite://$WORK/bench.db}"
-CAMPAIGN="bench-$(date +%s)"
-create_campaign "$CAMPAIGN"
-python3 bench/make_body.py "$BASE" "$CAMPAIGN" 00070 >"$WORK/body.json"
-export BODY="$WORK/body.json" KEY
-
-# CPU seconds the server has used (user + system), from /proc.
-server_cpu() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$SERVER/stat"; }
-# Submissions committed and groups written so far, from the server's metrics.
-groups() {
-  curl -s -H "Authorization: Bearer bench" "$BASE/metrics" |
-    awk '/^sipas_write_group_size_sum/ {s = $2} /^sipas_write_group_size_count/ {c = $2} END {print s + 0, c + 0}'
-}
-# measure LABEL WRK-ARGS...: runs wrk and prints its figures with the server's CPU per request.
-measure() {
-  local label=$1
-  shift
-  local cpu_before groups_before out cpu_after groups_after
-  cpu_before=$(server_cpu)
-  groups_before=$(groups)
-  out=$(wrk "$@")
-  cpu_after=$(server_cpu)
-  groups_after=$(groups)
-  echo "$out" | awk -v label="$label" -v cpu="$cpu_before $cpu_after" -v g="$groups_before $groups_after" '
-    /Requests\/sec/ {rps = $2} /^ *Latency / {mean = $2} /non-2xx/ {non2xx = $2}
-    /^ *50%/ {p50 = $2} /^ *99%/ {p99 = $2}
-    /^ *[0-9]+ requests in/ {requests = $1}
-    END {
-      split(cpu, c, " "); split(g, s, " ");
-      line = sprintf("%-44s %9.0f req/s  p50 %-8s p99 %-8s server CPU %5.1f us/req", label, rps, p50, p99, \
-        (c[2] - c[1]) * 1e6 / requests);
-      if (s[4] > s[2]) line = line sprintf("  mean group %.1f", (s[3] - s[1]) / (s[4] - s[2]));
-      if (non2xx != "") line = line "  non-2xx " non2xx;
-      print line
-    }'
-}
+serve_responses "${1:-sqlite://$WORK/bench.db}" bench
 
 # A short warm-up first: the first requests create the campaign's tally rows and warm the caches.
 wrk -t2 -c16 -d2s -s bench/post.lua "$BASE/api/v1/responses" >/dev/null

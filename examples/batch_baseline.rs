@@ -37,7 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         idempotency_keys::table.select(IdempotencyKeysRow::as_select()).first(&mut conn)?;
     let new_rows =
         || -> Vec<Row> { (0..count).map(|_| Row { id: ulid::Ulid::new().to_string(), ..template.clone() }).collect() };
-    // The two kinds of insert alternate, so that both see the database at the same sizes.
+    // The kinds of insert alternate, so that all see the database at the same sizes.
     let (mut plain, mut with_records) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
     let mut without_checkpoint = Vec::with_capacity(rounds);
     for _ in 0..rounds {

@@ -34,7 +34,7 @@ kill "$SERVER"
 while kill -0 "$SERVER" 2>/dev/null; do sleep 0.1; done
 target/release/examples/post_ceiling "$DATABASE" "$CAMPAIGN" "127.0.0.1:$PORT" >"$WORK/ceiling.log" 2>&1 &
 SERVER=$!
-for _ in $(seq 1 50); do curl -sf "$BASE/healthz" >/dev/null && break; sleep 0.2; done
+wait_until_serving /healthz "$WORK/ceiling.log"
 measure_server ceiling
 awk -v s16="$sipas_16" -v s64="$sipas_64" -v c16="$POSTS_16" -v c64="$POSTS_64" \
   'BEGIN {printf "sipas POSTs / ceiling POSTs: %.2f at 16 connections, %.2f at 64\n", s16 / c16, s64 / c64}'

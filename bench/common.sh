@@ -54,7 +54,16 @@ start_server() {
   KEY=$("$BIN" --database "$DATABASE" keys create --role admin --name bench 2>/dev/null)
   RUST_LOG=${RUST_LOG:-warn} SIPAS_METRICS_TOKEN=bench SIPAS_BIND="127.0.0.1:$PORT" "$BIN" --database "$DATABASE" serve >"$WORK/server.log" 2>&1 &
   SERVER=$!
-  for _ in $(seq 1 50); do curl -sf "$BASE/readyz" >/dev/null && break; sleep 0.2; done
+  wait_until_serving /readyz "$WORK/server.log"
+}
+
+# wait_until_serving PATH LOG: waits up to 10 s for the server to answer PATH; stops the benchmark
+# with the server's LOG if it does not.
+wait_until_serving() {
+  for _ in $(seq 1 50); do curl -sf "$BASE$1" >/dev/null && return 0; sleep 0.2; done
+  echo "the server did not answer $BASE$1 within 10 s; its log:" >&2
+  cat "$2" >&2
+  exit 1
 }
 
 # create_campaign ID [OPENS_AT]: a sipas-individual campaign over the whole country, open until 2099.

@@ -34,7 +34,7 @@ measure() {
   cpu_after=$(server_cpu)
   groups_after=$(groups)
   echo "$out" | awk -v label="$label" -v cpu="$cpu_before $cpu_after" -v g="$groups_before $groups_after" '
-    /Requests\/sec/ {rps = $2} /^ *Latency / {mean = $2} /non-2xx/ {non2xx = $2}
+    /Requests\/sec/ {rps = $2} /non-2xx/ {non2xx = $2}
     /^ *50%/ {p50 = $2} /^ *99%/ {p99 = $2}
     /^ *[0-9]+ requests in/ {requests = $1}
     END {

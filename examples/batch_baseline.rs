@@ -42,15 +42,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut without_checkpoint = Vec::with_capacity(rounds);
     for _ in 0..rounds {
         plain.push(count as f64 / insert(&mut conn, &new_rows(), &[])?);
-        if let DbConnection::Sqlite(sqlite) = &mut conn {
+        if matches!(conn, DbConnection::Sqlite(_)) {
             let rows = new_rows();
-            sqlite.batch_execute("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA wal_autocheckpoint = 0;")?;
+            conn.batch_execute("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA wal_autocheckpoint = 0;")?;
             let seconds = insert(&mut conn, &rows, &[]);
-            if let DbConnection::Sqlite(sqlite) = &mut conn {
-                // SQLite's default again, and the log copied back untimed, so that the other
-                // kinds of insert start as they would have.
-                sqlite.batch_execute("PRAGMA wal_autocheckpoint = 1000; PRAGMA wal_checkpoint(TRUNCATE);")?;
-            }
+            // SQLite's default again, and the log copied back untimed, so that the other kinds of
+            // insert start as they would have.
+            conn.batch_execute("PRAGMA wal_autocheckpoint = 1000; PRAGMA wal_checkpoint(TRUNCATE);")?;
             without_checkpoint.push(count as f64 / seconds?);
         }
         let rows = new_rows();

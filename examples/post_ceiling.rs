@@ -17,16 +17,15 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use chrono::Utc;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
+use sipas::api::responses::RESPONSE_BODY_LIMIT;
 use sipas::db::copy::ResponsesRow as Row;
 use sipas::db::schema::{pending_tallies, responses};
 use sipas::db::{self, DatabaseTarget, DbConnection, DbError};
+use sipas::intake::writer::{CHECKPOINT_EVERY, MAX_GROUP, QUEUE_DEPTH, WRITER_AUTOCHECKPOINT_PAGES};
 use tokio::sync::oneshot;
 
 /// Rows waiting for the writer, each with the request to answer after its commit.
 type Job = (Row, oneshot::Sender<Result<(), String>>);
-
-/// Most rows in one transaction, as sipas's writer.
-const MAX_GROUP: usize = 2_000;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -37,24 +36,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut conn = db::connect(&target)?;
     let template: Row =
         responses::table.filter(responses::campaign_id.eq(campaign)).select(Row::as_select()).first(&mut conn)?;
-    if let DbConnection::Sqlite(sqlite) = &mut conn {
+    if matches!(conn, DbConnection::Sqlite(_)) {
         // As sipas: the log is copied back on a thread of its own, not in the writer's commits.
-        sqlite.batch_execute("PRAGMA wal_autocheckpoint = 16000;")?;
+        conn.batch_execute(&format!("PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES};"))?;
         let mut checkpoints = db::connect(&target)?;
         std::thread::Builder::new().name("ceiling-checkpoint".to_owned()).spawn(move || {
             while checkpoints.batch_execute("PRAGMA wal_checkpoint(PASSIVE);").is_ok() {
-                std::thread::sleep(std::time::Duration::from_millis(100));
+                std::thread::sleep(CHECKPOINT_EVERY);
             }
         })?;
     }
-    let (sender, receiver) = sync_channel::<Job>(4_096);
+    let (sender, receiver) = sync_channel::<Job>(QUEUE_DEPTH);
     std::thread::Builder::new().name("ceiling-writer".to_owned()).spawn(move || write_groups(conn, &receiver))?;
     let state = web::Data::new((sender, template));
     actix_web::rt::System::new().block_on(async move {
         HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
-                .app_data(web::PayloadConfig::new(64 * 1024))
+                .app_data(web::PayloadConfig::new(RESPONSE_BODY_LIMIT))
                 .route(
                     "/healthz",
                     web::get().to(|| async { HttpResponse::Ok().json(serde_json::json!({"status": "ok"})) }),

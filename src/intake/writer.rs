@@ -48,7 +48,7 @@ macro_rules! insert_in_chunks {
 /// Most submissions written in one transaction.
 pub const MAX_GROUP: usize = 2_000;
 /// Submissions that may wait for the writer before callers are made to wait for room.
-const QUEUE_DEPTH: usize = 4_096;
+pub const QUEUE_DEPTH: usize = 4_096;
 
 /// What became of one submission.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,10 +200,10 @@ impl Writer {
 /// writer's appends and so rarely end with the whole log copied, which is what lets the next
 /// transaction start the log over: without this bound the log would grow for as long as the
 /// load lasts.
-const WRITER_AUTOCHECKPOINT_PAGES: u32 = 16_000;
+pub const WRITER_AUTOCHECKPOINT_PAGES: u32 = 16_000;
 
 /// Least time between two checkpoints of the SQLite write-ahead log.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
 /// Copies the SQLite write-ahead log back into the database file on a thread of its own, so that
 /// the writer, which every submission waits for, does not. SQLite's automatic checkpoint runs in

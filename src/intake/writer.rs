@@ -406,20 +406,39 @@ fn on_connection<T>(
         Some(conn) => conn,
         None => {
             let mut fresh = pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?;
-            if let (DbConnection::Sqlite(sqlite), true) = (&mut *fresh, held.checkpoint_thread) {
-                // The checkpoint thread copies the log back; see [`Checkpointer`].
-                diesel::connection::SimpleConnection::batch_execute(
-                    sqlite,
-                    &format!("PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES};"),
-                )?;
+            if let DbConnection::Sqlite(sqlite) = &mut *fresh {
+                // A multi-row INSERT that may fail on a constraint keeps the pages it changes in a
+                // statement journal, to undo itself alone; past 64 KiB SQLite spills that journal
+                // to a temporary file, written with a system call per page (a fourteenth of the
+                // writer's time in batches of a thousand). In memory it is bounded by the pages
+                // one statement of a group changes. Only the writer's connection: elsewhere a
+                // temporary file may be a sort of millions of rows.
+                diesel::connection::SimpleConnection::batch_execute(sqlite, "PRAGMA temp_store = MEMORY;")?;
+                if held.checkpoint_thread {
+                    // The checkpoint thread copies the log back; see [`Checkpointer`].
+                    diesel::connection::SimpleConnection::batch_execute(
+                        sqlite,
+                        &format!("PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES};"),
+                    )?;
+                }
             }
             fresh
         }
     };
     let result = work(&mut conn);
     // After a failure the connection may be broken: the next work takes a fresh one.
-    if result.is_ok() && matches!(*conn, DbConnection::Sqlite(_)) {
-        held.conn = Some(conn);
+    match &mut *conn {
+        DbConnection::Sqlite(_) if result.is_ok() => held.conn = Some(conn),
+        DbConnection::Sqlite(sqlite) => {
+            // Back to the pool with the settings others expect (temporary files on disk, SQLite's
+            // own checkpoints); a broken connection fails here too and is replaced when the pool
+            // checks it out again.
+            let _broken = diesel::connection::SimpleConnection::batch_execute(
+                sqlite,
+                "PRAGMA temp_store = DEFAULT; PRAGMA wal_autocheckpoint = 1000;",
+            );
+        }
+        DbConnection::Postgres(_) => {}
     }
     result
 }
@@ -1309,6 +1328,32 @@ mod tests {
         assert!(db::kept_insert::kept_by_type(responses::table, &responses[..]));
         assert!(db::kept_insert::kept_by_type(idempotency_keys::table, &records[..]));
         assert!(db::kept_insert::kept_by_type(pending_tallies::table, &pending[..]));
+    }
+
+    #[test]
+    fn the_writers_connection_keeps_statement_journals_in_memory_and_gives_back_the_pools_settings() {
+        #[derive(QueryableByName)]
+        struct TempStore {
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            temp_store: i32,
+        }
+        let temp_store = |conn: &mut DbConnection| -> i32 {
+            let DbConnection::Sqlite(sqlite) = conn else { unreachable!("a SQLite pool") };
+            diesel::sql_query("PRAGMA temp_store").get_result::<TempStore>(sqlite).unwrap().temp_store
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let target = db::DatabaseTarget::Sqlite(dir.path().join("writer.db"));
+        let options = db::PoolOptions { max_size: 1, connection_timeout: Duration::from_secs(5) };
+        let pool = db::build_pool(&target, &options).unwrap();
+        let mut held = HeldConnection { conn: None, checkpoint_thread: true };
+        // 2: MEMORY.
+        assert_eq!(on_connection(&pool, &mut held, |conn| Ok(temp_store(conn))).unwrap(), 2);
+        assert!(held.conn.is_some(), "kept between groups");
+        let failed: Result<(), DbError> =
+            on_connection(&pool, &mut held, |_| Err(DbError::Unavailable("a failed group".to_owned())));
+        assert!(failed.is_err() && held.conn.is_none(), "given back after a failure");
+        // The pool's one connection, as the next reader gets it: 0, the default (files).
+        assert_eq!(temp_store(&mut pool.get().unwrap()), 0);
     }
 
     #[test]

@@ -35,7 +35,7 @@ echo "$baseline"
 batch_rate=$(echo "$batch" | awk '/responses\/s/ {print $NF}')
 echo "$baseline" | awk -v batch="$batch_rate" '
   /^baseline:/ {printf "batch / baseline (responses only): %.2f\n", batch / $NF}
-  /^baseline with idempotency records:/ {printf "batch / baseline with idempotency records: %.2f\n", batch / $NF}
+  /^baseline with idempotency records:/ {printf "batch / baseline with idempotency records (the rows a batch inserts, tallies aside): %.2f\n", batch / $NF}
   /^baseline without a checkpoint/ {printf "batch / baseline without a checkpoint in its commit: %.2f\n", batch / $NF}'
 echo "== stored"
 "$BIN" --database "$DATABASE" campaigns list 2>/dev/null | grep "$CAMPAIGN"

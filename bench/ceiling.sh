@@ -11,21 +11,6 @@ cargo build --release --quiet --example post_ceiling
 DURATION="${DURATION:-8s}"
 serve_responses "${1:-sqlite://$WORK/bench.db}" ceiling
 
-# measure_server NAME: /healthz and POSTs at 16 and 64 connections against the running server; leaves
-# the POST rates in POSTS_16 and POSTS_64.
-measure_server() {
-  wrk -t2 -c16 -d2s -s bench/post.lua "$BASE/api/v1/responses" >/dev/null
-  for connections in 16 64; do
-    measure "$1: GET /healthz, $connections connections" -t2 -c"$connections" -d"$DURATION" --latency "$BASE/healthz"
-    local healthz=$RATE
-    measure "$1: POST /api/v1/responses, $connections connections" -t2 -c"$connections" -d"$DURATION" --latency \
-      -s bench/post.lua "$BASE/api/v1/responses"
-    printf -v "POSTS_$connections" '%s' "$RATE"
-    awk -v p="$RATE" -v h="$healthz" -v n="$1" -v c="$connections" \
-      'BEGIN {printf "%s: POSTs / /healthz at %d connections: %.3f\n", n, c, p / h}'
-  done
-}
-
 measure_server sipas
 sipas_16=$POSTS_16 sipas_64=$POSTS_64
 # The ceiling takes sipas's place on the same database (sipas stopped: its writer has added every

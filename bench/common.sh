@@ -47,6 +47,23 @@ measure() {
     }'
 }
 
+# measure_server NAME: /healthz and single-response POSTs at 16 and 64 keep-alive connections
+# against the running server, each POST rate as a share of the /healthz before it; leaves the POST
+# rates in POSTS_16 and POSTS_64. A short warm-up first: the first requests create the campaign's
+# tally rows and warm the caches.
+measure_server() {
+  wrk -t2 -c16 -d2s -s bench/post.lua "$BASE/api/v1/responses" >/dev/null
+  for connections in 16 64; do
+    measure "$1: GET /healthz, $connections connections" -t2 -c"$connections" -d"$DURATION" --latency "$BASE/healthz"
+    local healthz=$RATE
+    measure "$1: POST /api/v1/responses, $connections connections" -t2 -c"$connections" -d"$DURATION" --latency \
+      -s bench/post.lua "$BASE/api/v1/responses"
+    printf -v "POSTS_$connections" '%s' "$RATE"
+    awk -v p="$RATE" -v h="$healthz" -v n="$1" -v c="$connections" \
+      'BEGIN {printf "%s: POSTs / /healthz at %d connections: %.3f\n", n, c, p / h}'
+  done
+}
+
 # start_server DATABASE_URL: migrates, issues KEY, starts the server and waits until it is ready.
 start_server() {
   DATABASE=$1

@@ -11,14 +11,7 @@ cargo build --release --quiet --example batch_baseline
 DURATION="${DURATION:-10s}"
 serve_responses "${1:-sqlite://$WORK/bench.db}" bench
 
-# A short warm-up first: the first requests create the campaign's tally rows and warm the caches.
-wrk -t2 -c16 -d2s -s bench/post.lua "$BASE/api/v1/responses" >/dev/null
-for connections in 16 64; do
-  measure "GET /healthz, $connections connections (baseline)" -t2 -c"$connections" -d"$DURATION" --latency \
-    "$BASE/healthz"
-  measure "POST /api/v1/responses, $connections connections" -t2 -c"$connections" -d"$DURATION" --latency \
-    -s bench/post.lua "$BASE/api/v1/responses"
-done
+measure_server sipas
 echo "== batches of 1000: POST /api/v1/responses/batch (4 connections)"
 # Responses stored, from the server's metrics: every item posted must be a new response (a
 # replayed item would be cheaper and flatter the figure).

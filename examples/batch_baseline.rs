@@ -22,6 +22,7 @@ use diesel::prelude::*;
 use sipas::db::copy::{IdempotencyKeysRow, ResponsesRow as Row};
 use sipas::db::schema::{idempotency_keys, responses};
 use sipas::db::{self, DatabaseTarget, DbConnection, DbError};
+use sipas::intake::writer::SQLITE_AUTOCHECKPOINT_PAGES;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -48,7 +49,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let seconds = insert(&mut conn, &rows, &[]);
             // SQLite's default again, and the log copied back untimed, so that the other kinds of
             // insert start as they would have.
-            conn.batch_execute("PRAGMA wal_autocheckpoint = 1000; PRAGMA wal_checkpoint(TRUNCATE);")?;
+            conn.batch_execute(&format!(
+                "PRAGMA wal_autocheckpoint = {SQLITE_AUTOCHECKPOINT_PAGES}; PRAGMA wal_checkpoint(TRUNCATE);"
+            ))?;
             without_checkpoint.push(count as f64 / seconds?);
         }
         let rows = new_rows();

@@ -202,6 +202,11 @@ impl Writer {
 /// load lasts.
 pub const WRITER_AUTOCHECKPOINT_PAGES: u32 = 16_000;
 
+/// SQLite's default `wal_autocheckpoint`: the commit that fills the log past this many pages
+/// copies it back. The writer's connection has it without the checkpoint thread, and goes back to
+/// the pool with it.
+pub const SQLITE_AUTOCHECKPOINT_PAGES: u32 = 1_000;
+
 /// Least time between two checkpoints of the SQLite write-ahead log.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
@@ -412,15 +417,14 @@ fn on_connection<T>(
                 // to a temporary file, written with a system call per page (a fourteenth of the
                 // writer's time in batches of a thousand). In memory it is bounded by the pages
                 // one statement of a group changes. Only the writer's connection: elsewhere a
-                // temporary file may be a sort of millions of rows.
-                diesel::connection::SimpleConnection::batch_execute(sqlite, "PRAGMA temp_store = MEMORY;")?;
-                if held.checkpoint_thread {
-                    // The checkpoint thread copies the log back; see [`Checkpointer`].
-                    diesel::connection::SimpleConnection::batch_execute(
-                        sqlite,
-                        &format!("PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES};"),
-                    )?;
-                }
+                // temporary file may be a sort of millions of rows. With the checkpoint thread,
+                // that thread copies the log back; see [`Checkpointer`].
+                let autocheckpoint =
+                    if held.checkpoint_thread { WRITER_AUTOCHECKPOINT_PAGES } else { SQLITE_AUTOCHECKPOINT_PAGES };
+                diesel::connection::SimpleConnection::batch_execute(
+                    sqlite,
+                    &format!("PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = {autocheckpoint};"),
+                )?;
             }
             fresh
         }
@@ -435,7 +439,7 @@ fn on_connection<T>(
             // checks it out again.
             let _broken = diesel::connection::SimpleConnection::batch_execute(
                 sqlite,
-                "PRAGMA temp_store = DEFAULT; PRAGMA wal_autocheckpoint = 1000;",
+                &format!("PRAGMA temp_store = DEFAULT; PRAGMA wal_autocheckpoint = {SQLITE_AUTOCHECKPOINT_PAGES};"),
             );
         }
         DbConnection::Postgres(_) => {}

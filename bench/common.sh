@@ -16,23 +16,39 @@ BASE="http://127.0.0.1:$PORT"
 # CPU seconds the server has used (user + system), from /proc.
 server_cpu() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$SERVER/stat"; }
 
+# CPU ticks (1/100 s) each kind of the server's threads has used, a line per thread name
+# (the HTTP workers, the writer, ...), from /proc; a name ends at its first ':' (actix numbers its
+# workers) and may hold spaces, so the ticks are read after the name's closing parenthesis.
+thread_cpu() {
+  local stat line name
+  for stat in /proc/"$SERVER"/task/*/stat; do
+    line=$(cat "$stat" 2>/dev/null) || continue
+    name=${line#*(}
+    name=${name%)*}
+    echo "${line##*) }" | awk -v name="${name%%:*}" '{print name "\t" $12 + $13}'
+  done | awk -F '\t' '{ticks[$1] += $2} END {for (name in ticks) print name "\t" ticks[name]}' | sort
+}
+
 # Submissions committed and groups written so far, from the server's metrics.
 groups() {
   curl -s -H "Authorization: Bearer bench" "$BASE/metrics" |
     awk '/^sipas_write_group_size_sum/ {s = $2} /^sipas_write_group_size_count/ {c = $2} END {print s + 0, c + 0}'
 }
 # measure LABEL WRK-ARGS...: runs wrk and prints its figures with the server's CPU per request
-# (and, from sipas's metrics, the mean group the writer committed); leaves the rate in RATE.
+# (and, from sipas's metrics, the mean group the writer committed), then that CPU by kind of
+# thread (HTTP workers, writer, checkpoints); leaves the rate in RATE.
 measure() {
   local label=$1
   shift
-  local cpu_before groups_before out cpu_after groups_after
+  local cpu_before groups_before threads_before out cpu_after groups_after threads_after
   cpu_before=$(server_cpu)
   groups_before=$(groups)
+  threads_before=$(thread_cpu)
   out=$(wrk "$@")
   RATE=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   cpu_after=$(server_cpu)
   groups_after=$(groups)
+  threads_after=$(thread_cpu)
   echo "$out" | awk -v label="$label" -v cpu="$cpu_before $cpu_after" -v g="$groups_before $groups_after" '
     /Requests\/sec/ {rps = $2} /non-2xx/ {non2xx = $2}
     /^ *50%/ {p50 = $2} /^ *99%/ {p99 = $2}
@@ -45,6 +61,11 @@ measure() {
       if (non2xx != "") line = line "  non-2xx " non2xx;
       print line
     }'
+  local requests
+  requests=$(echo "$out" | awk '/^ *[0-9]+ requests in/ {print $1}')
+  join -t $'\t' <(echo "$threads_before") <(echo "$threads_after") | awk -F '\t' -v n="$requests" '
+    {us = ($3 - $2) * 1e4 / n; if (us >= 0.05) {line = line sprintf("%s%s %.1f", sep, $1, us); sep = ", "}}
+    END {if (line != "") print "    server CPU by thread, us/req: " line}'
 }
 
 # measure_server NAME: /healthz and single-response POSTs at 16 and 64 keep-alive connections

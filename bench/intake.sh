@@ -2,8 +2,9 @@
 # Intake benchmark: single-response POSTs at 16 and 64 keep-alive connections and batches of
 # 1,000, each beside GET /healthz on the same server in the same run. Needs `wrk` (Debian package)
 # and a release build. Usage: bench/intake.sh [DATABASE_URL]   (default: a fresh SQLite file)
-# Besides requests per second and latency, each line gives the server's CPU time per request and,
-# for POSTs, how many submissions the writer committed together on average (group commit).
+# Besides requests per second and latency, each line gives the server's CPU time per request (and
+# under it that time by kind of thread) and, for POSTs, how many submissions the writer committed
+# together on average (group commit).
 PORT=18181
 source "$(dirname "$0")/common.sh"
 # Built from the current source each time: the baseline shares the row types with the server.

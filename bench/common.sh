@@ -20,12 +20,14 @@ server_cpu() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$SERVER/stat"; }
 # (the HTTP workers, the writer, ...), from /proc; a name ends at its first ':' (actix numbers its
 # workers) and may hold spaces, so the ticks are read after the name's closing parenthesis.
 thread_cpu() {
-  local stat line name
+  local stat line name fields
   for stat in /proc/"$SERVER"/task/*/stat; do
-    line=$(cat "$stat" 2>/dev/null) || continue
+    { line=$(<"$stat"); } 2>/dev/null || continue
     name=${line#*(}
     name=${name%)*}
-    echo "${line##*) }" | awk -v name="${name%%:*}" '{print name "\t" $12 + $13}'
+    # After the name: state (field 3), ..., utime (14), stime (15).
+    read -ra fields <<<"${line##*) }"
+    printf '%s\t%d\n' "${name%%:*}" $((fields[11] + fields[12]))
   done | awk -F '\t' '{ticks[$1] += $2} END {for (name in ticks) print name "\t" ticks[name]}' | sort
 }
 
@@ -49,10 +51,12 @@ measure() {
   cpu_after=$(server_cpu)
   groups_after=$(groups)
   threads_after=$(thread_cpu)
-  echo "$out" | awk -v label="$label" -v cpu="$cpu_before $cpu_after" -v g="$groups_before $groups_after" '
+  local requests
+  requests=$(echo "$out" | awk '/^ *[0-9]+ requests in/ {print $1}')
+  echo "$out" | awk -v label="$label" -v cpu="$cpu_before $cpu_after" -v g="$groups_before $groups_after" \
+    -v requests="$requests" '
     /Requests\/sec/ {rps = $2} /non-2xx/ {non2xx = $2}
     /^ *50%/ {p50 = $2} /^ *99%/ {p99 = $2}
-    /^ *[0-9]+ requests in/ {requests = $1}
     END {
       split(cpu, c, " "); split(g, s, " ");
       line = sprintf("%-48s %9.0f req/s  p50 %-8s p99 %-8s server CPU %5.1f us/req", label, rps, p50, p99, \
@@ -61,8 +65,6 @@ measure() {
       if (non2xx != "") line = line "  non-2xx " non2xx;
       print line
     }'
-  local requests
-  requests=$(echo "$out" | awk '/^ *[0-9]+ requests in/ {print $1}')
   join -t $'\t' <(echo "$threads_before") <(echo "$threads_after") | awk -F '\t' -v n="$requests" '
     {us = ($3 - $2) * 1e4 / n; if (us >= 0.05) {line = line sprintf("%s%s %.1f", sep, $1, us); sep = ", "}}
     END {if (line != "") print "    server CPU by thread, us/req: " line}'
